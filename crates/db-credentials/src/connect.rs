@@ -1,0 +1,251 @@
+//! Opening one Postgres connection with given credentials, and classifying why it failed.
+
+use crate::{
+    config::SourceKind,
+    source::{Credentials, Origin},
+    tls::SslMode,
+};
+use secrecy::ExposeSecret;
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
+use tokio_postgres::error::SqlState;
+
+/// A live connection: the client plus what it was made with.
+pub struct Connection {
+    /// The client. Dropping it closes the connection.
+    pub client: tokio_postgres::Client,
+    /// How it was made.
+    pub info: ConnectionInfo,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a connection was made, for health reporting.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// User.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database.
+    pub dbname: String,
+    /// TLS mode used.
+    pub tls_mode: SslMode,
+    /// Whether the session is encrypted.
+    pub tls_in_use: bool,
+    /// Where the credentials came from.
+    pub origin: Origin,
+    /// Time from start to an authenticated session.
+    pub connect_time: Duration,
+    /// When it was opened.
+    pub opened_at: Instant,
+}
+
+/// Why a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectErrorKind {
+    /// Credentials could not be obtained from their source.
+    Credentials,
+    /// The server refused the user or password (SQLSTATE 28P01 / 28000).
+    Authentication,
+    /// TLS handshake or certificate failure, or TLS required but not offered.
+    Tls,
+    /// No answer within the connect timeout.
+    Timeout,
+    /// DNS, connection refused, reset.
+    Unreachable,
+    /// The server refused for another reason (too many connections, starting up, database missing…).
+    Server,
+}
+
+/// A failed connect. Names user, host and credential source; never a password.
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    /// Classification.
+    pub kind: ConnectErrorKind,
+    /// User.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Where the credentials came from.
+    pub source: SourceKind,
+    /// SQLSTATE, when the server sent one.
+    pub sqlstate: Option<String>,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == ConnectErrorKind::Credentials {
+            return write!(
+                f,
+                "cannot get database credentials (source {}): {}",
+                self.source, self.detail
+            );
+        }
+        write!(
+            f,
+            "cannot connect to Postgres at {}:{} as {} (credentials from {}): {}",
+            self.host, self.port, self.user, self.source, self.detail
+        )
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl ConnectError {
+    /// Whether the server refused the credentials.
+    pub fn is_auth(&self) -> bool {
+        self.kind == ConnectErrorKind::Authentication
+    }
+
+    /// An error for credentials that could not be obtained.
+    pub fn credentials(source: SourceKind, detail: impl fmt::Display) -> Self {
+        Self {
+            kind: ConnectErrorKind::Credentials,
+            user: String::new(),
+            host: String::new(),
+            port: 0,
+            source,
+            sqlstate: None,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn new(creds: &Credentials, kind: ConnectErrorKind, sqlstate: Option<String>, detail: String) -> Self {
+        Self {
+            kind,
+            user: creds.user.clone(),
+            host: creds.host.clone(),
+            port: creds.port,
+            source: creds.origin.source,
+            sqlstate,
+            detail,
+        }
+    }
+}
+
+/// Opens a connection. `timeout` bounds the whole of TCP, TLS and authentication, so a server
+/// that accepts the socket and then says nothing cannot hold the caller.
+///
+/// # Errors
+/// [`ConnectError`] with the failure classified.
+pub async fn connect(
+    creds: &Credentials,
+    timeout: Duration,
+    application_name: &str,
+) -> Result<Connection, ConnectError> {
+    let started = Instant::now();
+    let connector = creds
+        .tls
+        .connector()
+        .map_err(|e| ConnectError::new(creds, ConnectErrorKind::Tls, None, e.to_string()))?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&creds.host)
+        .port(creds.port)
+        .user(&creds.user)
+        .password(creds.password.expose_secret())
+        .dbname(&creds.dbname)
+        .ssl_mode(creds.tls.postgres_mode())
+        .connect_timeout(timeout)
+        .application_name(application_name)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    let (client, connection) = match tokio::time::timeout(timeout, config.connect(connector)).await {
+        Err(_) => {
+            return Err(ConnectError::new(
+                creds,
+                ConnectErrorKind::Timeout,
+                None,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ));
+        }
+        Ok(Err(e)) => return Err(classify(creds, &e)),
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection ended");
+        }
+    });
+    let tls_in_use = match creds.tls.mode {
+        SslMode::Disable => false,
+        SslMode::Prefer => {
+            let row = client
+                .query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .await
+                .map_err(|e| classify(creds, &e))?;
+            row.and_then(|r| r.try_get::<_, bool>(0).ok()).unwrap_or(false)
+        }
+        _ => true,
+    };
+    Ok(Connection {
+        client,
+        info: ConnectionInfo {
+            user: creds.user.clone(),
+            host: creds.host.clone(),
+            port: creds.port,
+            dbname: creds.dbname.clone(),
+            tls_mode: creds.tls.mode,
+            tls_in_use,
+            origin: creds.origin.clone(),
+            connect_time: started.elapsed(),
+            opened_at: Instant::now(),
+        },
+    })
+}
+
+/// Whether an error is the server refusing credentials. 28000 is also what RDS Proxy answers
+/// for a role it has no credentials for during alternating-users rotation.
+pub fn is_auth_error(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+}
+
+fn classify(creds: &Credentials, e: &tokio_postgres::Error) -> ConnectError {
+    use std::error::Error as _;
+    if let Some(db) = e.as_db_error() {
+        let kind = if is_auth_error(e) {
+            ConnectErrorKind::Authentication
+        } else {
+            ConnectErrorKind::Server
+        };
+        let detail = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        return ConnectError::new(creds, kind, Some(db.code().code().to_owned()), detail);
+    }
+    let detail = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<native_tls::Error>() {
+            return ConnectError::new(creds, ConnectErrorKind::Tls, None, detail);
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let kind = match io.kind() {
+                std::io::ErrorKind::TimedOut => ConnectErrorKind::Timeout,
+                _ => ConnectErrorKind::Unreachable,
+            };
+            return ConnectError::new(creds, kind, None, detail);
+        }
+        source = s.source();
+    }
+    // "server does not support TLS" has no typed source.
+    let kind = if detail.contains("TLS") {
+        ConnectErrorKind::Tls
+    } else {
+        ConnectErrorKind::Server
+    };
+    ConnectError::new(creds, kind, None, detail)
+}

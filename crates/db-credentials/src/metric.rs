@@ -1,0 +1,24 @@
+//! Metric names, emitted through the `metrics` facade. The items API installs a CloudWatch
+//! Embedded Metric Format recorder; without a recorder they cost nothing.
+//!
+//! These are what operators alarm on: secret fetch failures and unrecovered authentication
+//! failures mean requests are failing or about to.
+
+/// GetSecretValue calls that succeeded.
+pub const SECRET_FETCHES: &str = "SecretFetches";
+/// Latency of GetSecretValue, in milliseconds.
+pub const SECRET_FETCH_LATENCY_MS: &str = "SecretFetchLatencyMs";
+/// Secrets Manager reads that failed.
+pub const SECRET_FETCH_ERRORS: &str = "SecretFetchErrors";
+/// DescribeSecret revalidations after the TTL.
+pub const SECRET_REVALIDATIONS: &str = "SecretRevalidations";
+/// Times a cached secret was served because Secrets Manager failed transiently.
+pub const STALE_SECRET_SERVED: &str = "StaleSecretServed";
+/// Connections refused by the database and then made with refreshed or pending credentials.
+pub const AUTH_FAILURES_RECOVERED: &str = "AuthFailuresRecovered";
+/// Connections refused by the database with no credentials left to try.
+pub const AUTH_FAILURES_UNRECOVERED: &str = "AuthFailuresUnrecovered";
+/// Database connections opened.
+pub const DATABASE_CONNECTS: &str = "DatabaseConnects";
+/// Database connections that failed for reasons other than authentication.
+pub const DATABASE_CONNECT_ERRORS: &str = "DatabaseConnectErrors";

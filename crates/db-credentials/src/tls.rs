@@ -1,0 +1,309 @@
+//! TLS to Postgres (design §6): libpq's `sslmode` names mapped onto native-tls.
+//!
+//! tokio-postgres itself only knows disable/prefer/require; verification is the connector's job.
+//! So `verify-full` is `require` plus a connector that checks chain and hostname, `verify-ca` skips
+//! the hostname, and plain `require` encrypts without verifying, exactly as libpq does.
+
+use crate::config::Environment;
+use native_tls::{Certificate, TlsConnector};
+use postgres_native_tls::MakeTlsConnector;
+use std::{fmt, path::PathBuf, str::FromStr};
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// TLS if the server offers it, else plaintext. Never in production.
+    Prefer,
+    /// TLS always; the certificate is not verified unless a root certificate is configured.
+    Require,
+    /// TLS; the certificate chain must lead to a trusted root; the hostname is not checked.
+    VerifyCa,
+    /// TLS; chain and hostname are both verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-ca" => Ok(Self::VerifyCa),
+            "verify-full" => Ok(Self::VerifyFull),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Why TLS cannot be set up as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `ENVIRONMENT=production` with a mode that allows plaintext.
+    #[error(
+        "sslmode {mode} allows plaintext, which ENVIRONMENT=production refuses; use require, verify-ca or verify-full"
+    )]
+    PlaintextInProduction {
+        /// The refused mode.
+        mode: SslMode,
+    },
+    /// The secret says `ssl: true` while `DB_SSLMODE=disable`.
+    #[error("the secret says ssl=true but DB_SSLMODE=disable; TLS is mandatory for this database")]
+    SecretRequiresTls,
+    /// The CA file cannot be read.
+    #[error("cannot read the CA bundle {path}: {reason}")]
+    CaUnreadable {
+        /// The configured path.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("the CA bundle {path} holds no PEM certificate")]
+    CaInvalid {
+        /// The configured path.
+        path: PathBuf,
+    },
+    /// native-tls refused the configuration.
+    #[error("cannot build the TLS connector: {0}")]
+    Connector(String),
+}
+
+/// The TLS decision for one set of credentials: mode plus optional root certificate file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The effective mode.
+    pub mode: SslMode,
+    /// PEM file of trusted roots (the RDS global bundle holds many; all are trusted). When set,
+    /// the system store is not used.
+    pub root_cert: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Works out the effective settings from env (`DB_SSLMODE`, `DB_SSL_ROOT_CERT`) and the secret's
+    /// `ssl` / `ssl_cert_path`.
+    ///
+    /// * default: `verify-full` when a root certificate is configured, otherwise `require`;
+    /// * `ssl: false` in the secret with no `DB_SSLMODE` means `disable`;
+    /// * `ssl: true` turns `prefer` into `require` and makes `disable` an error: no silent plaintext;
+    /// * production refuses `disable` and `prefer`.
+    ///
+    /// # Errors
+    /// [`TlsError::PlaintextInProduction`] or [`TlsError::SecretRequiresTls`].
+    pub fn resolve(
+        env_mode: Option<SslMode>,
+        env_root: Option<&PathBuf>,
+        secret_ssl: Option<bool>,
+        secret_cert_path: Option<&str>,
+        environment: Environment,
+    ) -> Result<Self, TlsError> {
+        let root_cert = env_root.cloned().or_else(|| secret_cert_path.map(PathBuf::from));
+        let default = if root_cert.is_some() {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Require
+        };
+        let mut mode = match (env_mode, secret_ssl) {
+            (Some(m), _) => m,
+            (None, Some(false)) => SslMode::Disable,
+            (None, _) => default,
+        };
+        if secret_ssl == Some(true) {
+            match mode {
+                SslMode::Disable => return Err(TlsError::SecretRequiresTls),
+                SslMode::Prefer => mode = SslMode::Require,
+                _ => {}
+            }
+        }
+        if environment == Environment::Production && mode <= SslMode::Prefer {
+            return Err(TlsError::PlaintextInProduction { mode });
+        }
+        Ok(Self { mode, root_cert })
+    }
+
+    /// Whether a connection made with these settings is certain to be encrypted.
+    pub fn requires_tls(&self) -> bool {
+        self.mode >= SslMode::Require
+    }
+
+    /// The tokio-postgres mode that goes with [`Self::connector`].
+    pub fn postgres_mode(&self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Pg;
+        match self.mode {
+            SslMode::Disable => Pg::Disable,
+            SslMode::Prefer => Pg::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Pg::Require,
+        }
+    }
+
+    /// Builds the connector. Reads the CA file, so build it once per credential change, not per query.
+    ///
+    /// # Errors
+    /// [`TlsError`] when the CA file is unreadable or empty.
+    pub fn connector(&self) -> Result<MakeTlsConnector, TlsError> {
+        Ok(MakeTlsConnector::new(self.native_connector()?))
+    }
+
+    /// The native-tls connector with this mode's verification rules (also used by db-doctor's
+    /// handshake check).
+    ///
+    /// # Errors
+    /// [`TlsError`] when the CA file is unreadable or empty.
+    pub fn native_connector(&self) -> Result<TlsConnector, TlsError> {
+        let mut builder = TlsConnector::builder();
+        let roots = match &self.root_cert {
+            Some(path) => Some(load_roots(path)?),
+            None => None,
+        };
+        match self.mode {
+            SslMode::Disable => {}
+            // libpq: prefer and require do not verify, except that require with a root file
+            // behaves like verify-ca.
+            SslMode::Prefer => {
+                builder.danger_accept_invalid_certs(true);
+            }
+            SslMode::Require if roots.is_none() => {
+                builder.danger_accept_invalid_certs(true);
+            }
+            SslMode::Require | SslMode::VerifyCa => {
+                builder.danger_accept_invalid_hostnames(true);
+            }
+            SslMode::VerifyFull => {}
+        }
+        if let Some(roots) = roots {
+            builder.disable_built_in_roots(true);
+            for cert in roots {
+                builder.add_root_certificate(cert);
+            }
+        }
+        builder.build().map_err(|e| TlsError::Connector(e.to_string()))
+    }
+}
+
+fn load_roots(path: &PathBuf) -> Result<Vec<Certificate>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| TlsError::CaUnreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    // `from_pem` reads only the first certificate; RDS's global bundle holds dozens.
+    let certs = Certificate::stack_from_pem(&pem).map_err(|_| TlsError::CaInvalid { path: path.clone() })?;
+    if certs.is_empty() {
+        return Err(TlsError::CaInvalid { path: path.clone() });
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Environment::{Local, Production};
+
+    fn resolve(
+        env: Option<SslMode>,
+        root: Option<&str>,
+        ssl: Option<bool>,
+        environment: Environment,
+    ) -> Result<TlsSettings, TlsError> {
+        let root = root.map(PathBuf::from);
+        TlsSettings::resolve(env, root.as_ref(), ssl, None, environment)
+    }
+
+    #[test]
+    fn parses_libpq_names() {
+        for m in [
+            SslMode::Disable,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ] {
+            assert_eq!(m.as_str().parse::<SslMode>(), Ok(m));
+        }
+        assert_eq!("VERIFY-FULL".parse::<SslMode>(), Ok(SslMode::VerifyFull));
+        assert!("allow-ish".parse::<SslMode>().is_err());
+    }
+
+    #[test]
+    fn defaults_to_verify_full_with_a_root_and_require_without() {
+        assert_eq!(
+            resolve(None, Some("/ca.pem"), None, Local).unwrap().mode,
+            SslMode::VerifyFull
+        );
+        assert_eq!(resolve(None, None, None, Local).unwrap().mode, SslMode::Require);
+        let from_secret = TlsSettings::resolve(None, None, None, Some("/opt/rds.pem"), Local).unwrap();
+        assert_eq!(from_secret.mode, SslMode::VerifyFull);
+        assert_eq!(from_secret.root_cert, Some(PathBuf::from("/opt/rds.pem")));
+    }
+
+    #[test]
+    fn production_refuses_plaintext_modes() {
+        for m in [SslMode::Disable, SslMode::Prefer] {
+            assert!(matches!(
+                resolve(Some(m), None, None, Production),
+                Err(TlsError::PlaintextInProduction { .. })
+            ));
+        }
+        assert!(matches!(
+            resolve(None, None, Some(false), Production),
+            Err(TlsError::PlaintextInProduction { .. })
+        ));
+        assert_eq!(
+            resolve(Some(SslMode::Require), None, None, Production).unwrap().mode,
+            SslMode::Require
+        );
+    }
+
+    #[test]
+    fn secret_ssl_true_never_falls_back_to_plaintext() {
+        assert_eq!(
+            resolve(Some(SslMode::Prefer), None, Some(true), Local).unwrap().mode,
+            SslMode::Require
+        );
+        assert!(matches!(
+            resolve(Some(SslMode::Disable), None, Some(true), Local),
+            Err(TlsError::SecretRequiresTls)
+        ));
+        assert_eq!(resolve(None, None, Some(false), Local).unwrap().mode, SslMode::Disable);
+    }
+
+    #[test]
+    fn unreadable_or_empty_ca_is_a_clear_error() {
+        let missing = TlsSettings {
+            mode: SslMode::VerifyFull,
+            root_cert: Some("/nonexistent/ca.pem".into()),
+        };
+        let msg = missing.connector().err().expect("must fail").to_string();
+        assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
+        let dir = std::env::temp_dir().join(format!("tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let bad = TlsSettings {
+            mode: SslMode::VerifyFull,
+            root_cert: Some(empty),
+        };
+        assert!(matches!(bad.connector(), Err(TlsError::CaInvalid { .. })));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
