@@ -92,7 +92,8 @@ impl AwsError {
             SdkError::TimeoutError(_) => AwsErrorKind::Timeout,
             SdkError::DispatchFailure(d) if d.is_timeout() => AwsErrorKind::Timeout,
             SdkError::DispatchFailure(d) if d.is_io() => AwsErrorKind::Unreachable,
-            SdkError::ResponseError(_) => AwsErrorKind::ServerError,
+            // An error body the SDK cannot parse (moto answers IAM denials in XML): go by status.
+            SdkError::ResponseError(r) => classify_service(None, r.raw().status().as_u16()),
             SdkError::ServiceError(s) => classify_service(code.as_deref(), s.raw().status().as_u16()),
             // Identity resolution fails before dispatch; the SDK reports it as a dispatch or
             // construction failure whose text names the credentials.

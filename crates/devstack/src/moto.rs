@@ -1,0 +1,302 @@
+//! `moto_server` on a free loopback port: Secrets Manager, SSM, RDS, IAM and a Lambda registry,
+//! reached by the real AWS SDK over HTTP.
+
+use crate::{DevstackError, free_port, guard::Guardian, guard::sh_quote, random_token};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The account moto answers as.
+pub const ACCOUNT: &str = "123456789012";
+/// The region everything runs in.
+pub const REGION: &str = "us-east-1";
+
+/// How to start moto.
+#[derive(Debug, Clone, Default)]
+pub struct MotoOptions {
+    /// Enforce IAM after this many unauthenticated requests (moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`); the free requests create users and keys.
+    pub enforce_iam_after: Option<u32>,
+}
+
+/// A running moto server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Moto {
+    port: u16,
+    child: Child,
+    dir: PathBuf,
+    guardian: Guardian,
+}
+
+/// One request moto recorded.
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    /// `X-Amz-Target`, e.g. `secretsmanager.GetSecretValue` (empty for non-JSON protocols).
+    pub target: String,
+    /// Request body.
+    pub body: String,
+}
+
+impl Moto {
+    /// Starts moto and waits until it answers (under a second when warm).
+    ///
+    /// # Errors
+    /// [`DevstackError::Missing`] when `moto_server` is not installed, or a start failure with the
+    /// tail of its log.
+    pub fn start(options: &MotoOptions) -> Result<Self, DevstackError> {
+        let dir = std::env::temp_dir().join(format!("devstack-moto-{}", random_token()));
+        std::fs::create_dir_all(&dir).map_err(|e| DevstackError::io("create moto directory", e))?;
+        let log = std::fs::File::create(dir.join("moto.log")).map_err(|e| DevstackError::io("create moto log", e))?;
+        let log_err = log.try_clone().map_err(|e| DevstackError::io("clone moto log", e))?;
+        let port = free_port()?;
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .env_remove("AWS_ENDPOINT_URL");
+        if let Some(n) = options.enforce_iam_after {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DevstackError::Missing {
+                tool: "moto_server",
+                install: "pip install 'moto[server]==5.2.1' (or run `make deps`)",
+            },
+            _ => DevstackError::io("start moto_server", e),
+        })?;
+        let pid = child.id();
+        let guardian = Guardian::spawn(&format!(
+            "kill {pid} 2>/dev/null\ni=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\nkill -9 {pid} 2>/dev/null\nrm -rf {}",
+            sh_quote(&dir.to_string_lossy())
+        ))
+        .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
+        let mut moto = Self {
+            port,
+            child,
+            dir,
+            guardian,
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if http(port, "GET", "/moto-api/", "").is_ok_and(|(status, _)| status == 200) {
+                return Ok(moto);
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                return Err(DevstackError::Tool {
+                    step: "moto_server",
+                    detail: format!("exited with {status}:\n{}", moto.log()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(DevstackError::Tool {
+            step: "moto_server",
+            detail: format!("did not answer within 30 s:\n{}", moto.log()),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Everything moto logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("moto.log")).unwrap_or_default()
+    }
+
+    /// SDK configuration pointing at this server with moto's test credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_as("test", "test").await
+    }
+
+    /// SDK configuration with given access keys (for IAM-enforcing servers).
+    pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                access_key, secret_key, None, None, "devstack",
+            ))
+            .load()
+            .await
+    }
+
+    /// Environment for a process that should talk to this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_DEFAULT_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Starts moto's request recorder.
+    ///
+    /// # Errors
+    /// When moto does not answer.
+    pub fn start_recording(&self) -> Result<(), DevstackError> {
+        self.api("POST", "/moto-api/recorder/start-recording", "")
+    }
+
+    /// Every request recorded so far whose body mentions `needle` (a secret name, say), so tests
+    /// sharing one server count only their own calls.
+    ///
+    /// # Errors
+    /// When moto does not answer.
+    pub fn recorded_calls(&self, needle: &str) -> Result<Vec<RecordedCall>, DevstackError> {
+        let (_, body) = http(self.port, "GET", "/moto-api/recorder/download-recording", "")
+            .map_err(|e| DevstackError::io("download moto's recording", e))?;
+        Ok(body
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|v| {
+                let body = v.get("body").and_then(|b| b.as_str()).unwrap_or_default().to_owned();
+                let target = v
+                    .get("headers")
+                    .and_then(|h| h.get("X-Amz-Target").or_else(|| h.get("x-amz-target")))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                body.contains(needle).then_some(RecordedCall { target, body })
+            })
+            .collect())
+    }
+
+    /// Counts recorded calls to `operation` (e.g. `GetSecretValue`) mentioning `needle`.
+    ///
+    /// # Errors
+    /// When moto does not answer.
+    pub fn count_calls(&self, operation: &str, needle: &str) -> Result<usize, DevstackError> {
+        let suffix = format!(".{operation}");
+        Ok(self
+            .recorded_calls(needle)?
+            .iter()
+            .filter(|c| c.target.ends_with(&suffix))
+            .count())
+    }
+
+    /// Freezes the server (SIGSTOP): calls hang until [`Self::resume`], as in an AWS outage.
+    ///
+    /// # Errors
+    /// When the signal cannot be sent.
+    pub fn pause(&self) -> Result<(), DevstackError> {
+        signal(self.pid(), "STOP")
+    }
+
+    /// Thaws the server (SIGCONT).
+    ///
+    /// # Errors
+    /// When the signal cannot be sent.
+    pub fn resume(&self) -> Result<(), DevstackError> {
+        signal(self.pid(), "CONT")
+    }
+
+    /// Stops the server now.
+    pub fn stop(mut self) {
+        let _ = self.resume();
+        self.guardian.fire();
+        let _ = self.child.wait();
+    }
+
+    /// A moto control call (`/moto-api/...`).
+    ///
+    /// # Errors
+    /// When moto answers with an error status.
+    pub fn api(&self, method: &str, path: &str, body: &str) -> Result<(), DevstackError> {
+        match http(self.port, method, path, body) {
+            Ok((status, _)) if status < 300 => Ok(()),
+            Ok((status, text)) => Err(DevstackError::Tool {
+                step: "moto api",
+                detail: format!("{path}: HTTP {status}: {text}"),
+            }),
+            Err(e) => Err(DevstackError::io("call moto", e)),
+        }
+    }
+
+    /// A raw AWS call, for services the devstack has no SDK crate for (IAM, Lambda). moto reads
+    /// the service from the credential scope and does not check the signature.
+    ///
+    /// # Errors
+    /// When moto answers with an error status.
+    pub fn aws_call(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<String, DevstackError> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let headers = format!("Authorization: {auth}\r\nContent-Type: {content_type}\r\n");
+        match http_with(self.port, method, path, &headers, body) {
+            Ok((status, text)) if status < 300 => Ok(text),
+            Ok((status, text)) => Err(DevstackError::Tool {
+                step: "moto",
+                detail: format!("{service} {path}: HTTP {status}: {text}"),
+            }),
+            Err(e) => Err(DevstackError::io("call moto", e)),
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> Result<(), DevstackError> {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(DevstackError::Tool {
+            step: "kill",
+            detail: format!("cannot send SIG{sig} to {pid}"),
+        })
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_with(port, method, path, "Content-Type: application/json\r\n", body)
+}
+
+/// Minimal HTTP/1.1 for moto's control API; moto closes each connection after one answer.
+fn http_with(port: u16, method: &str, path: &str, headers: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
