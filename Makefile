@@ -1,0 +1,30 @@
+# Two commands matter: `make run` (the local stack with items-api) and `make test` (everything).
+# Both install what is missing first (see scripts/deps.sh).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help deps test run rotate lint fmt
+
+help:
+	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
+	@echo "make test     every test, with its own throwaway stack"
+	@echo "make rotate   rotate the make-run secret through the rotation function"
+	@echo "make lint     rustfmt, clippy, cfn-lint"
+	@echo "make build    Lambda zips (ARCH=arm64|x86_64)"
+	@echo "make deploy   sam build + sam deploy --guided"
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	cargo test --workspace --all-targets
+
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+-include infra/infra.mk
