@@ -226,7 +226,15 @@ fn classify(creds: &Credentials, e: &tokio_postgres::Error) -> ConnectError {
         let detail = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
         return ConnectError::new(creds, kind, Some(db.code().code().to_owned()), detail);
     }
-    let detail = e.to_string();
+    // tokio-postgres's Display omits the cause ("error performing TLS handshake"); the chain has
+    // the useful part ("certificate verify failed…").
+    let mut detail = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        detail.push_str(": ");
+        detail.push_str(&c.to_string());
+        cause = c.source();
+    }
     let mut source = e.source();
     while let Some(s) = source {
         if s.is::<native_tls::Error>() {

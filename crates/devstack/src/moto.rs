@@ -59,7 +59,10 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .env_remove("AWS_ENDPOINT_URL");
+            .env_remove("AWS_ENDPOINT_URL")
+            // The recorder writes to ./moto_recording by default, shared by every server started
+            // in the same directory.
+            .env("MOTO_RECORDER_FILEPATH", dir.join("recording.jsonl"));
         if let Some(n) = options.enforce_iam_after {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
         }
@@ -123,9 +126,17 @@ impl Moto {
         self.sdk_config_as("test", "test").await
     }
 
-    /// SDK configuration with given access keys (for IAM-enforcing servers).
+    /// SDK configuration with given access keys (for IAM-enforcing servers). Timeouts match
+    /// what the functions use in production, so an outage looks the same.
     pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .operation_attempt_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(8))
+                    .build(),
+            )
             .endpoint_url(self.endpoint())
             .region(Region::new(REGION))
             .credentials_provider(aws_credential_types::Credentials::new(
@@ -170,7 +181,20 @@ impl Moto {
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter_map(|v| {
-                let body = v.get("body").and_then(|b| b.as_str()).unwrap_or_default().to_owned();
+                let raw = v.get("body").and_then(|b| b.as_str()).unwrap_or_default();
+                let body = if v
+                    .get("body_encoded")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false)
+                {
+                    use base64::Engine as _;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(raw)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    raw.to_owned()
+                };
                 let target = v
                     .get("headers")
                     .and_then(|h| h.get("X-Amz-Target").or_else(|| h.get("x-amz-target")))
@@ -193,6 +217,51 @@ impl Moto {
             .iter()
             .filter(|c| c.target.ends_with(&suffix))
             .count())
+    }
+
+    /// Creates an IAM user with an inline policy and returns its access key pair. On a server
+    /// started with [`MotoOptions::enforce_iam_after`], this takes three of the free requests.
+    ///
+    /// # Errors
+    /// When moto refuses.
+    pub fn create_iam_user(&self, name: &str, policy: &serde_json::Value) -> Result<(String, String), DevstackError> {
+        let form = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", url_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let call = |body: String| self.aws_call("iam", "POST", "/", "application/x-www-form-urlencoded", &body);
+        call(form(&[
+            ("Action", "CreateUser"),
+            ("Version", "2010-05-08"),
+            ("UserName", name),
+        ]))?;
+        call(form(&[
+            ("Action", "PutUserPolicy"),
+            ("Version", "2010-05-08"),
+            ("UserName", name),
+            ("PolicyName", "devstack"),
+            ("PolicyDocument", &policy.to_string()),
+        ]))?;
+        let xml = call(form(&[
+            ("Action", "CreateAccessKey"),
+            ("Version", "2010-05-08"),
+            ("UserName", name),
+        ]))?;
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let start = xml.find(&open)? + open.len();
+            let end = xml[start..].find(&format!("</{t}>"))? + start;
+            Some(xml[start..end].to_owned())
+        };
+        match (tag("AccessKeyId"), tag("SecretAccessKey")) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(DevstackError::Aws(format!(
+                "CreateAccessKey answered without keys: {xml}"
+            ))),
+        }
     }
 
     /// Freezes the server (SIGSTOP): calls hang until [`Self::resume`], as in an AWS outage.
@@ -259,6 +328,10 @@ impl Moto {
             Err(e) => Err(DevstackError::io("call moto", e)),
         }
     }
+}
+
+fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn signal(pid: u32, sig: &str) -> Result<(), DevstackError> {

@@ -1,0 +1,169 @@
+//! db-doctor: every stage OK against the devstack; each broken setup named with its fix.
+
+use crate::common::*;
+use db_credentials::{
+    Config,
+    doctor::{Status, diagnose},
+};
+use devstack::{Postgres, PostgresOptions, Stack};
+
+async fn run(stack: &Stack, v: &db_credentials::config::Vars) -> db_credentials::doctor::Report {
+    diagnose(Config::from_vars(v), Some(stack.moto.sdk_config().await)).await
+}
+
+#[tokio::test]
+async fn every_stage_passes_against_the_devstack() {
+    let stack = Stack::shared();
+    let (app, arn, _) = app_with_secret(stack, "doc").await;
+    let report = run(stack, &vars(stack, Some(&arn), &[])).await;
+    assert!(report.ok, "{}", report.to_text());
+    for stage in db_credentials::doctor::STAGES {
+        assert_eq!(
+            report.stage(stage).map(|c| c.status),
+            Some(Status::Ok),
+            "{stage}: {}",
+            report.to_text()
+        );
+    }
+    assert!(report.stage("query").unwrap().detail.contains("TLS in use"));
+    assert!(!report.to_text().contains(&app.password));
+}
+
+#[tokio::test]
+async fn wrong_password_is_named_at_the_authentication_stage() {
+    let stack = Stack::shared();
+    let app = stack.create_app("docpw").await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("docpw"), &with_password(stack, &app, "hunter2-doc"))
+        .await
+        .unwrap();
+    let report = run(stack, &vars(stack, Some(&arn), &[])).await;
+    let failed = report.first_failure().expect("a failure");
+    assert_eq!(failed.stage, "authentication", "{}", report.to_text());
+    assert!(
+        failed.detail.contains("password authentication failed"),
+        "{}",
+        failed.detail
+    );
+    assert!(
+        failed.fix.as_deref().unwrap().contains("does not match"),
+        "{:?}",
+        failed.fix
+    );
+    assert!(!report.to_text().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn missing_secret_is_named_at_the_secret_stage() {
+    let stack = Stack::shared();
+    let report = run(stack, &vars(stack, Some("app/nowhere"), &[])).await;
+    let failed = report.first_failure().unwrap();
+    assert_eq!(failed.stage, "secret", "{}", report.to_text());
+    assert!(
+        failed.fix.as_deref().unwrap().contains("does not exist"),
+        "{:?}",
+        failed.fix
+    );
+}
+
+#[tokio::test]
+async fn stopped_postgres_is_named_at_the_tcp_stage() {
+    let stack = Stack::shared();
+    let pg = Postgres::start(&PostgresOptions::default()).unwrap();
+    let port = pg.port();
+    pg.stop_server().unwrap();
+    let secret = serde_json::json!({"username":"u","password":"hunter2-stopped","host":"127.0.0.1","port":port});
+    let arn = stack
+        .create_secret(&Stack::secret_name("docstopped"), &secret)
+        .await
+        .unwrap();
+    let report = run(stack, &vars(stack, Some(&arn), &[])).await;
+    let failed = report.first_failure().unwrap();
+    assert_eq!(failed.stage, "tcp", "{}", report.to_text());
+    assert!(failed.detail.contains("refused"), "{}", failed.detail);
+}
+
+#[tokio::test]
+async fn ca_mismatch_is_named_at_the_tls_stage() {
+    let stack = Stack::shared();
+    let (_, arn, _) = app_with_secret(stack, "docca").await;
+    let dir = std::env::temp_dir().join(format!("doc-ca-{}", devstack::random_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = devstack::postgres::unrelated_ca(&dir, "other.pem").unwrap();
+    let report = run(
+        stack,
+        &vars(stack, Some(&arn), &[("DB_SSL_ROOT_CERT", other.to_str().unwrap())]),
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    let failed = report.first_failure().unwrap();
+    assert_eq!(failed.stage, "tls", "{}", report.to_text());
+    assert!(
+        failed.fix.as_deref().unwrap().contains("DB_SSL_ROOT_CERT"),
+        "{:?}",
+        failed.fix
+    );
+}
+
+#[tokio::test]
+async fn server_without_tls_is_named_at_the_tls_stage() {
+    let stack = Stack::shared();
+    let plain = Postgres::start(&PostgresOptions {
+        tls: false,
+        log_statements: false,
+    })
+    .unwrap();
+    let secret = serde_json::json!({"username":"u","password":"hunter2-plain","host":"127.0.0.1","port":plain.port()});
+    let arn = stack
+        .create_secret(&Stack::secret_name("docplain"), &secret)
+        .await
+        .unwrap();
+    let mut v = vars(stack, Some(&arn), &[]);
+    v.remove("DB_SSL_ROOT_CERT");
+    let report = run(stack, &v).await;
+    let failed = report.first_failure().unwrap();
+    assert_eq!(failed.stage, "tls", "{}", report.to_text());
+    assert!(failed.detail.contains("does not support TLS"), "{}", failed.detail);
+}
+
+#[tokio::test]
+async fn no_configuration_lists_what_to_set() {
+    let report = diagnose(Config::from_vars(&Default::default()), None).await;
+    let failed = report.first_failure().unwrap();
+    assert_eq!(failed.stage, "configuration");
+    assert!(failed.detail.contains("DB_SECRET_ARN"));
+}
+
+#[tokio::test]
+async fn the_binary_reports_ok_as_text_and_json_and_fails_with_exit_1() {
+    let stack = Stack::shared();
+    let (app, arn, _) = app_with_secret(stack, "docbin").await;
+    let run_bin = |args: &[&str], arn: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_db-doctor"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ENVIRONMENT", "staging");
+        for (k, v) in vars(stack, Some(arn), &[]) {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let ok = run_bin(&[], &arn);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert!(text.contains("database access OK"), "{text}");
+    let json = run_bin(&["--json"], &arn);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+    let missing = run_bin(&[], "app/not-there");
+    assert_eq!(missing.status.code(), Some(1));
+    for out in [&ok, &json, &missing] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(&app.password), "password in db-doctor output");
+    }
+}

@@ -1,0 +1,113 @@
+//! Every log line the library writes during successes, refusals, recovery and failures,
+//! captured at TRACE, holds no password.
+//!
+//! A test binary of its own with a global subscriber: tracing caches per-callsite interest
+//! process-wide, so a thread-local subscriber in a binary whose other tests log from other
+//! threads can miss events.
+
+#[path = "integration/common.rs"]
+#[allow(dead_code)] // shared with the integration binary, which uses all of it
+mod common;
+
+use common::*;
+use db_credentials::{Config, Database, doctor::diagnose};
+use devstack::Stack;
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_password_reaches_any_log_line() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber in this binary");
+
+    let stack = Stack::shared();
+    let mut passwords = Vec::new();
+
+    // A normal connect, then the single-user window, then a wrong password, then doctor runs.
+    let (app, arn, _) = app_with_secret(stack, "logs").await;
+    passwords.push(app.password.clone());
+    let db = Database::new(provider(stack, &vars(stack, Some(&arn), &[])).await, "test");
+    db.connect().await.unwrap();
+    let rotated = "Pw-logs-rotated-'\"\\ $$;--%é";
+    passwords.push(rotated.to_owned());
+    sm(stack)
+        .await
+        .put_secret_value()
+        .secret_id(&arn)
+        .client_request_token(uuid::Uuid::new_v4().to_string())
+        .secret_string(with_password(stack, &app, rotated).to_string())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    stack.postgres.set_password(&app.role, rotated).await.unwrap();
+    db.connect().await.expect("pending fallback");
+
+    let wrong = "Pw-logs-wrong-0000";
+    passwords.push(wrong.to_owned());
+    let bad = stack
+        .create_secret(&Stack::secret_name("logsbad"), &with_password(stack, &app, wrong))
+        .await
+        .unwrap();
+    let err = Database::new(provider(stack, &vars(stack, Some(&bad), &[])).await, "test")
+        .connect()
+        .await
+        .unwrap_err();
+    tracing::error!(error = %err, "as an application would log it");
+
+    let malformed = Stack::secret_name("logsjson");
+    let broken = "Pw-logs-in-broken-json";
+    passwords.push(broken.to_owned());
+    sm(stack)
+        .await
+        .create_secret()
+        .name(&malformed)
+        .secret_string(format!(r#"{{"username":"u","password":"{broken}","port":"x"}}"#))
+        .send()
+        .await
+        .unwrap();
+    let err = provider(stack, &vars(stack, Some(&malformed), &[]))
+        .await
+        .current()
+        .await
+        .unwrap_err();
+    tracing::error!(error = %err, "as an application would log it");
+
+    let report = diagnose(
+        Config::from_vars(&vars(stack, Some(&arn), &[])),
+        Some(stack.moto.sdk_config().await),
+    )
+    .await;
+    tracing::info!(report = %report.to_text(), "doctor report");
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("database credentials resolved"), "the capture works");
+    assert!(
+        logs.contains("database refused the credentials"),
+        "the refusal was logged"
+    );
+    for p in &passwords {
+        assert!(!logs.contains(p.as_str()), "a password reached the logs");
+    }
+}
