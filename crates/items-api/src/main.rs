@@ -1,1 +1,36 @@
-fn main() {}
+//! The items API Lambda. Configuration, SDK clients and the credential provider are built once at
+//! init; the handler borrows them for every invocation.
+
+use db_credentials::{Config, CredentialProvider, Database};
+use items_api::{App, Settings, emf};
+use lambda_http::{Error, Request, service_fn};
+use std::{convert::Infallible, sync::Arc};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    db_credentials::log_config(&config);
+    let vars: db_credentials::config::Vars = std::env::vars().collect();
+    let settings = Settings::from_vars(&vars).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let function_name = vars
+        .get("AWS_LAMBDA_FUNCTION_NAME")
+        .cloned()
+        .unwrap_or_else(|| "items-api".to_owned());
+    let metrics = emf::install(&function_name);
+
+    let provider = CredentialProvider::new(config).await;
+    let app = Arc::new(App::new(Database::new(provider, "items-api"), settings));
+
+    lambda_http::run_concurrent(service_fn(move |req: Request| {
+        let app = app.clone();
+        async move {
+            let response = app.handle(req).await;
+            if let Some(collector) = metrics {
+                emf::flush(collector, std::io::stdout().lock());
+            }
+            Ok::<_, Infallible>(response)
+        }
+    }))
+    .await
+}

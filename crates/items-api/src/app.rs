@@ -1,0 +1,289 @@
+//! The request handler: route, validate, run, answer, log one line.
+
+use crate::{
+    db::{Db, DbError},
+    health,
+    item::ItemInput,
+    json_response,
+    problem::ApiError,
+    routes::{self, Route, truncate},
+    store, unavailable,
+};
+use db_credentials::Database;
+use http::{HeaderValue, Response, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, request::RequestContext};
+use serde_json::json;
+use std::time::Instant;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Default and bounds of `limit`.
+pub const LIMIT_DEFAULT: i64 = 50;
+/// Largest `limit`.
+pub const LIMIT_MAX: i64 = 1000;
+
+/// Settings of the API itself (the credential settings are db-credentials' `Config`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Open a new database connection for every request. For tests that must exercise the
+    /// credential path on every request (rotation under load); never useful in production.
+    pub fresh_connection_per_request: bool,
+}
+
+impl Settings {
+    /// Reads `ITEMS_API_FRESH_CONNECTION_PER_REQUEST` (test-only).
+    ///
+    /// # Errors
+    /// A message naming the variable when its value is not a boolean.
+    pub fn from_vars(vars: &db_credentials::config::Vars) -> Result<Self, String> {
+        let fresh = match vars
+            .get("ITEMS_API_FRESH_CONNECTION_PER_REQUEST")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => false,
+            Some(v) if v == "true" || v == "1" => true,
+            Some(v) if v == "false" || v == "0" || v.is_empty() => false,
+            Some(v) => {
+                return Err(format!(
+                    "ITEMS_API_FRESH_CONNECTION_PER_REQUEST must be true or false, got {v:?}"
+                ));
+            }
+        };
+        Ok(Self {
+            fresh_connection_per_request: fresh,
+        })
+    }
+}
+
+/// Everything a request needs, built once per execution environment.
+pub struct App {
+    db: Db,
+}
+
+impl App {
+    /// The application over `database`.
+    pub fn new(database: Database, settings: Settings) -> Self {
+        Self {
+            db: Db::new(database, settings.fresh_connection_per_request),
+        }
+    }
+
+    /// The connection holder.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Handles one request. Never fails: every error is a problem+json response.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(&req);
+        let stage = stage(&req);
+        let raw_path = req.uri().path().to_owned();
+        let (path, prefix) = routes::strip_stage(&raw_path, stage.as_deref());
+        let matched = routes::route(req.method(), path);
+        let template = matched.as_ref().map_or("-", Route::template);
+        let result = match matched {
+            Ok(route) => self.dispatch(route, &req, prefix).await,
+            Err(e) => Err(e),
+        };
+        let mut response = result.unwrap_or_else(|e| {
+            if e.status().is_server_error() {
+                tracing::warn!(request_id = %request_id, status = e.status().as_u16(), detail = %e, "request failed");
+            }
+            e.into_response(truncate(&raw_path, 200), &request_id)
+        });
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        tracing::info!(
+            request_id = %request_id,
+            method = %req.method(),
+            route = template,
+            status = response.status().as_u16(),
+            latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "request"
+        );
+        response
+    }
+
+    async fn dispatch(&self, route: Route, req: &Request, prefix: &str) -> Result<Response<Body>, ApiError> {
+        match route {
+            Route::Health => Ok(health::liveness()),
+            Route::HealthDb => Ok(health::database(&self.db).await),
+            Route::ListItems => {
+                let (limit, offset) = paging(req)?;
+                let items = self
+                    .db
+                    .run(true, |live| async move {
+                        store::list(&live.conn.client, &live.statements, limit, offset).await
+                    })
+                    .await
+                    .map_err(db_error)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"items": items, "limit": limit, "offset": offset}),
+                ))
+            }
+            Route::CreateItem => {
+                let input = body(req)?;
+                let input = &input;
+                let item = self
+                    .db
+                    .run(false, |live| async move {
+                        store::create(&live.conn.client, &live.statements, input).await
+                    })
+                    .await
+                    .map_err(db_error)?;
+                let mut response = json_response(StatusCode::CREATED, &json!(item));
+                if let Ok(location) = HeaderValue::from_str(&format!("{prefix}/items/{}", item.id)) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                Ok(response)
+            }
+            Route::GetItem(id) => {
+                let item = self
+                    .db
+                    .run(true, |live| async move {
+                        store::get(&live.conn.client, &live.statements, id).await
+                    })
+                    .await
+                    .map_err(db_error)?;
+                item.map(|i| json_response(StatusCode::OK, &json!(i)))
+                    .ok_or_else(|| not_found(id))
+            }
+            Route::ReplaceItem(id) => {
+                let input = body(req)?;
+                let input = &input;
+                let item = self
+                    .db
+                    .run(true, |live| async move {
+                        store::replace(&live.conn.client, &live.statements, id, input).await
+                    })
+                    .await
+                    .map_err(db_error)?;
+                item.map(|i| json_response(StatusCode::OK, &json!(i)))
+                    .ok_or_else(|| not_found(id))
+            }
+            Route::DeleteItem(id) => {
+                let deleted = self
+                    .db
+                    .run(true, |live| async move {
+                        store::delete(&live.conn.client, &live.statements, id).await
+                    })
+                    .await
+                    .map_err(db_error)?;
+                if !deleted {
+                    return Err(not_found(id));
+                }
+                let mut response = Response::new(Body::Empty);
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+        }
+    }
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("item {id} does not exist"))
+}
+
+fn db_error(e: DbError) -> ApiError {
+    match &e {
+        DbError::Query(q) if !crate::db::connection_lost(q) => {
+            tracing::error!(error = %e, "unexpected database error");
+            ApiError::Internal
+        }
+        _ => {
+            tracing::error!(error = %e, "database unavailable");
+            unavailable(&e)
+        }
+    }
+}
+
+fn request_id(req: &Request) -> String {
+    if let Some(ctx) = req.lambda_context_ref() {
+        return ctx.request_id.clone();
+    }
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn stage(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.clone(),
+        _ => None,
+    }
+}
+
+fn paging(req: &Request) -> Result<(i64, i64), ApiError> {
+    let query = req.query_string_parameters_ref();
+    let one = |name: &str| -> Result<Option<String>, ApiError> {
+        match query.and_then(|q| q.all(name)) {
+            None => Ok(None),
+            Some(values) if values.len() == 1 => Ok(values.first().map(|v| (*v).to_owned())),
+            Some(_) => Err(ApiError::BadRequest(format!("{name} is given more than once"))),
+        }
+    };
+    let limit = match one("limit")? {
+        None => LIMIT_DEFAULT,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if (1..=LIMIT_MAX).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {LIMIT_MAX}, got {:?}",
+                    truncate(&v, 40)
+                )));
+            }
+        },
+    };
+    let offset = match one("offset")? {
+        None => 0,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "offset must be a whole number 0 or more, got {:?}",
+                    truncate(&v, 40)
+                )));
+            }
+        },
+    };
+    Ok((limit, offset))
+}
+
+fn body(req: &Request) -> Result<ItemInput, ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge {
+            size: bytes.len(),
+            limit: MAX_BODY,
+        });
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
+        let got = if content_type.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("Content-Type {:?}", truncate(content_type, 80))
+        };
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the item as JSON with Content-Type: application/json (got {got})"
+        )));
+    }
+    ItemInput::parse(bytes)
+}

@@ -1,0 +1,212 @@
+//! The database connection of one execution environment.
+//!
+//! Opened lazily on the first request that needs it, shared by concurrent invocations (a
+//! tokio-postgres client pipelines queries), reused across warm invocations. After the
+//! environment has been idle (possibly frozen, during which a NAT, RDS Proxy or the server may
+//! have dropped the socket) it is checked with an empty query before use. A connection that died
+//! is replaced once; idempotent operations are then retried on the new one.
+
+use crate::store::{self, Statements};
+use db_credentials::{ConnectError, Connection, Database};
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex as StdMutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::{Mutex, RwLock};
+
+/// Idle time after which a connection is checked before use.
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
+/// Bound on a single query (and on the idle check).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A live connection with its prepared statements.
+#[derive(Debug)]
+pub struct Live {
+    /// The connection.
+    pub conn: Connection,
+    /// Prepared statements.
+    pub statements: Statements,
+    last_used: StdMutex<Instant>,
+}
+
+impl Live {
+    fn idle(&self) -> Duration {
+        self.last_used.lock().map(|t| t.elapsed()).unwrap_or(Duration::MAX)
+    }
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+}
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be made.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Setting up a new connection (schema, statements) failed.
+    #[error("preparing the connection failed: {0}")]
+    Setup(tokio_postgres::Error),
+    /// The query failed.
+    #[error("query failed: {0}")]
+    Query(tokio_postgres::Error),
+    /// The connection died during a non-idempotent operation, so it was not retried.
+    #[error("the database connection was lost during the request")]
+    Lost,
+    /// The query did not finish within [`QUERY_TIMEOUT`].
+    #[error("the database did not answer within {} ms", QUERY_TIMEOUT.as_millis())]
+    Timeout,
+}
+
+/// The connection holder. See the module docs.
+pub struct Db {
+    database: Database,
+    live: RwLock<Option<Arc<Live>>>,
+    connecting: Mutex<()>,
+    schema_ready: AtomicBool,
+    fresh_per_request: bool,
+}
+
+impl Db {
+    /// A holder over `database`. `fresh_per_request` opens a new connection for every operation
+    /// (a test setting that makes every request exercise credentials).
+    pub fn new(database: Database, fresh_per_request: bool) -> Self {
+        Self {
+            database,
+            live: RwLock::new(None),
+            connecting: Mutex::new(()),
+            schema_ready: AtomicBool::new(false),
+            fresh_per_request,
+        }
+    }
+
+    /// The database (credential provider and connect rules).
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// A usable connection: the shared one if it is alive, else a new one.
+    ///
+    /// # Errors
+    /// [`DbError::Connect`] or [`DbError::Setup`].
+    pub async fn acquire(&self) -> Result<Arc<Live>, DbError> {
+        if self.fresh_per_request {
+            return self.open().await;
+        }
+        if let Some(live) = self.shared().await {
+            return Ok(live);
+        }
+        // Single flight: one connect at a time; whoever waited takes the result.
+        let _guard = self.connecting.lock().await;
+        if let Some(live) = self.live.read().await.clone().filter(|l| !l.conn.client.is_closed()) {
+            return Ok(live);
+        }
+        let live = self.open().await?;
+        *self.live.write().await = Some(live.clone());
+        Ok(live)
+    }
+
+    async fn shared(&self) -> Option<Arc<Live>> {
+        let live = self.live.read().await.clone()?;
+        if !live.conn.client.is_closed() {
+            if live.idle() < IDLE_CHECK_AFTER {
+                live.touch();
+                return Some(live);
+            }
+            let ping = tokio::time::timeout(QUERY_TIMEOUT, live.conn.client.simple_query("")).await;
+            if matches!(ping, Ok(Ok(_))) {
+                live.touch();
+                return Some(live);
+            }
+            tracing::info!(
+                idle_ms = live.idle().as_millis() as u64,
+                "idle database connection is dead; reconnecting"
+            );
+        }
+        self.discard(&live).await;
+        None
+    }
+
+    async fn open(&self) -> Result<Arc<Live>, DbError> {
+        let conn = self.database.connect().await?;
+        if !self.schema_ready.load(Ordering::Acquire) {
+            store::ensure_schema(&conn.client).await.map_err(DbError::Setup)?;
+            self.schema_ready.store(true, Ordering::Release);
+        }
+        let statements = Statements::prepare(&conn.client).await.map_err(DbError::Setup)?;
+        Ok(Arc::new(Live {
+            conn,
+            statements,
+            last_used: StdMutex::new(Instant::now()),
+        }))
+    }
+
+    /// Forgets `live` if it is still the shared connection.
+    pub async fn discard(&self, live: &Arc<Live>) {
+        let mut guard = self.live.write().await;
+        if guard.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, live)) {
+            *guard = None;
+        }
+    }
+
+    /// Runs `op` on a connection. If the connection turns out to be dead, it is replaced and,
+    /// when `idempotent`, `op` runs once more on the new one.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, DbError>
+    where
+        F: Fn(Arc<Live>) -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let live = self.acquire().await?;
+        match tokio::time::timeout(QUERY_TIMEOUT, op(live.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if connection_lost(&e) => {
+                self.discard(&live).await;
+                if !idempotent {
+                    return Err(DbError::Lost);
+                }
+                tracing::info!(error = %e, "database connection lost; retrying once on a new connection");
+                let live = self.acquire().await?;
+                match tokio::time::timeout(QUERY_TIMEOUT, op(live)).await {
+                    Ok(result) => result.map_err(DbError::Query),
+                    Err(_) => Err(DbError::Timeout),
+                }
+            }
+            Ok(Err(e)) => Err(DbError::Query(e)),
+            Err(_) => {
+                // A query that hangs may have wedged the connection; start clean next time.
+                self.discard(&live).await;
+                Err(DbError::Timeout)
+            }
+        }
+    }
+}
+
+/// Whether an error means the connection is gone (as opposed to the statement failing).
+pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(db) = e.as_db_error() {
+        // admin_shutdown, crash_shutdown, cannot_connect_now, and the connection_exception class.
+        let code = db.code().code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}

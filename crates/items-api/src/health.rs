@@ -1,0 +1,84 @@
+//! `/health` and `/health/db`.
+
+use crate::{db::Db, json_response, problem::ApiError};
+use db_credentials::cache::Stage;
+use http::{Response, StatusCode, header};
+use lambda_http::Body;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// `GET /health`: the function runs. Touches nothing.
+pub fn liveness() -> Response<Body> {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /health/db`: a connection (opened if needed), `SELECT 1` timed, where the credentials
+/// came from, TLS. 503 with the reason when unhealthy; never a secret.
+pub async fn database(db: &Db) -> Response<Body> {
+    let status = db.database().provider().status();
+    let cache = status.cache.clone().unwrap_or_default();
+    let mut credentials = json!({
+        "source": status.source.as_str(),
+        "secret_id": status.secret_id,
+        "version_id": cache.version_id,
+        "stage": cache.stage.map(Stage::label),
+        "stale": cache.stale,
+    });
+    let live = match db.acquire().await {
+        Ok(live) => live,
+        Err(e) => {
+            let reason = crate::unavailable(&e);
+            tracing::error!(error = %e, "health check: database unavailable");
+            credentials["last_error"] = cache.last_error.map(Value::String).unwrap_or(Value::Null);
+            return unhealthy(reason, credentials);
+        }
+    };
+    let started = Instant::now();
+    let ping = tokio::time::timeout(crate::db::QUERY_TIMEOUT, live.conn.client.simple_query("SELECT 1")).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if !matches!(ping, Ok(Ok(_))) {
+        db.discard(&live).await;
+        return unhealthy(
+            ApiError::Unavailable {
+                detail: "the database did not answer SELECT 1".into(),
+                retry_after: 2,
+            },
+            credentials,
+        );
+    }
+    let info = &live.conn.info;
+    // The version this connection authenticated with (it can differ from the cached one mid-rotation).
+    credentials["version_id"] = json!(info.origin.version_id);
+    credentials["stage"] = json!(info.origin.stage.map(Stage::label));
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "healthy",
+            "database": "postgresql",
+            "connection": "active",
+            "latency_ms": (latency_ms * 1000.0).round() / 1000.0,
+            "credentials": credentials,
+            "tls": {"in_use": info.tls_in_use, "mode": info.tls_mode.as_str()},
+            "connection_age_s": info.opened_at.elapsed().as_secs(),
+        }),
+    )
+}
+
+fn unhealthy(reason: ApiError, credentials: Value) -> Response<Body> {
+    let retry_after = match &reason {
+        ApiError::Unavailable { retry_after, .. } => *retry_after,
+        _ => 5,
+    };
+    let mut response = json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({
+            "status": "unhealthy",
+            "database": "postgresql",
+            "connection": "failed",
+            "reason": reason.to_string(),
+            "credentials": credentials,
+        }),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
+    response
+}

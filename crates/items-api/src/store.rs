@@ -1,0 +1,145 @@
+//! All SQL for items. Statements are prepared once per connection and parameters are always
+//! bound, never formatted into SQL.
+
+use crate::item::{Item, ItemInput};
+use tokio_postgres::{Client, Row, Statement};
+
+/// Created at start, idempotently. The advisory lock serialises concurrent cold starts, which
+/// otherwise race inside `CREATE TABLE IF NOT EXISTS` (a unique violation on pg_type).
+const SCHEMA: &str = "
+BEGIN;
+SELECT pg_advisory_xact_lock(727021);
+CREATE TABLE IF NOT EXISTS items (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        TEXT NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+    description TEXT CHECK (description IS NULL OR char_length(description) <= 2000),
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+COMMIT;";
+
+const COLUMNS: &str = "id, name, description, created_at, updated_at";
+
+/// Creates the table if it is missing. Checks first, so a role that may use but not create the
+/// table (a DBA created it) still starts.
+///
+/// # Errors
+/// The database error.
+pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let exists = client
+        .query_one("SELECT to_regclass('items') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        client.batch_execute(SCHEMA).await?;
+    }
+    Ok(())
+}
+
+/// Prepared statements of one connection.
+#[derive(Debug)]
+pub struct Statements {
+    list: Statement,
+    get: Statement,
+    insert: Statement,
+    update: Statement,
+    delete: Statement,
+}
+
+impl Statements {
+    /// Prepares every statement (one round trip each, once per connection).
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            list: client
+                .prepare(&format!("SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1 OFFSET $2"))
+                .await?,
+            get: client
+                .prepare(&format!("SELECT {COLUMNS} FROM items WHERE id = $1"))
+                .await?,
+            insert: client
+                .prepare(&format!(
+                    "INSERT INTO items (name, description) VALUES ($1, $2) RETURNING {COLUMNS}"
+                ))
+                .await?,
+            update: client
+                .prepare(&format!(
+                    "UPDATE items SET name = $2, description = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+                ))
+                .await?,
+            delete: client.prepare("DELETE FROM items WHERE id = $1").await?,
+        })
+    }
+}
+
+fn item(row: &Row) -> Result<Item, tokio_postgres::Error> {
+    Ok(Item {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        description: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        updated_at: row.try_get(4)?,
+    })
+}
+
+/// A page of items by id.
+///
+/// # Errors
+/// The database error.
+pub async fn list(
+    client: &Client,
+    st: &Statements,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Item>, tokio_postgres::Error> {
+    client
+        .query(&st.list, &[&limit, &offset])
+        .await?
+        .iter()
+        .map(item)
+        .collect()
+}
+
+/// One item.
+///
+/// # Errors
+/// The database error.
+pub async fn get(client: &Client, st: &Statements, id: i64) -> Result<Option<Item>, tokio_postgres::Error> {
+    client.query_opt(&st.get, &[&id]).await?.as_ref().map(item).transpose()
+}
+
+/// Inserts an item.
+///
+/// # Errors
+/// The database error.
+pub async fn create(client: &Client, st: &Statements, input: &ItemInput) -> Result<Item, tokio_postgres::Error> {
+    item(&client.query_one(&st.insert, &[&input.name, &input.description]).await?)
+}
+
+/// Replaces an item; `None` when there is no such id.
+///
+/// # Errors
+/// The database error.
+pub async fn replace(
+    client: &Client,
+    st: &Statements,
+    id: i64,
+    input: &ItemInput,
+) -> Result<Option<Item>, tokio_postgres::Error> {
+    client
+        .query_opt(&st.update, &[&id, &input.name, &input.description])
+        .await?
+        .as_ref()
+        .map(item)
+        .transpose()
+}
+
+/// Deletes an item; `false` when there was none.
+///
+/// # Errors
+/// The database error.
+pub async fn delete(client: &Client, st: &Statements, id: i64) -> Result<bool, tokio_postgres::Error> {
+    Ok(client.execute(&st.delete, &[&id]).await? == 1)
+}

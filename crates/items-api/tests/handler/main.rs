@@ -1,0 +1,12 @@
+//! The handler against real Postgres and moto, driven by real API Gateway / Function URL events.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod calls;
+mod errors;
+mod injection;
+mod metrics;
+mod resilience;
+mod rotation;
+mod routes;
