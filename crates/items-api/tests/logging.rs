@@ -1,0 +1,97 @@
+//! One structured log line per request (route template, status, latency, request id), and no
+//! password in any line, even through a rotation window. A binary of its own so its global
+//! subscriber sees every line.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{events::*, *};
+use devstack::Stack;
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_structured_line_per_request_and_no_password_anywhere() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+    let stack = Stack::shared();
+    let f = fixture("logging", &[("ITEMS_API_FRESH_CONNECTION_PER_REQUEST", "true")]).await;
+    let requests = [
+        (Req::new("POST", "/items").json(r#"{"name":"logged"}"#), "/items", 201),
+        (Req::new("GET", "/items/1"), "/items/{id}", 200),
+        (Req::new("GET", "/items/nope"), "-", 400),
+        (Req::new("GET", "/health/db"), "/health/db", 200),
+    ];
+    for (i, (req, _, _)) in requests.iter().enumerate() {
+        f.app.handle(request(Flavor::HttpV2, req, &format!("log-{i}"))).await;
+    }
+    // A rotation window: the refusal and the AWSPENDING fallback are logged too.
+    let rotated = "Pw-logging-rotated-1";
+    let mut pending = stack.secret_json(&f.db);
+    pending["password"] = rotated.into();
+    aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await)
+        .put_secret_value()
+        .secret_id(&f.secret_arn)
+        .client_request_token(uuid::Uuid::new_v4().to_string())
+        .secret_string(pending.to_string())
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    stack.postgres.set_password(&f.db.role, rotated).await.unwrap();
+    assert_eq!(
+        f.app
+            .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "log-rot"))
+            .await
+            .status(),
+        200
+    );
+
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    for (i, (_, route, status)) in requests.iter().enumerate() {
+        let id = format!("log-{i}");
+        let per_request: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "request" && l["fields"]["request_id"] == id.as_str())
+            .collect();
+        assert_eq!(per_request.len(), 1, "exactly one request line for {id}");
+        let fields = &per_request[0]["fields"];
+        assert_eq!(fields["route"], *route);
+        assert_eq!(fields["status"], *status);
+        assert!(fields["latency_ms"].as_f64().is_some());
+        assert!(fields["method"].is_string());
+    }
+    assert!(
+        text.contains("database refused the credentials"),
+        "the rotation window was exercised"
+    );
+    for secret in [f.db.password.as_str(), rotated] {
+        assert!(!text.contains(secret), "a password reached the logs");
+    }
+}
