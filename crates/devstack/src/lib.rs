@@ -4,6 +4,7 @@
 //! * [`moto`]: `moto_server` for Secrets Manager, SSM, RDS, IAM and a Lambda registry;
 //! * [`stack`]: both together, plus helpers that create an application role, its database and
 //!   the matching secret;
+//! * [`watch`]: `cargo lambda watch` serving the functions, stopped with its whole process group;
 //! * [`rotation_driver`]: plays the Secrets Manager service rotating a secret: RotateSecret (which
 //!   leaves the empty `AWSPENDING` placeholder), the four steps with that token, then cleanup.
 //!
@@ -17,11 +18,13 @@ pub mod moto;
 pub mod postgres;
 pub mod rotation_driver;
 pub mod stack;
+pub mod watch;
 
 pub use moto::{Moto, MotoOptions};
 pub use postgres::{Postgres, PostgresOptions};
 pub use rotation_driver::{RotationDriver, RotationEvent, Step, StepRunner};
 pub use stack::{AppDatabase, Stack, StackOptions};
+pub use watch::Watch;
 
 /// A devstack failure, naming the step and what to do.
 #[derive(Debug, thiserror::Error)]
