@@ -1,0 +1,76 @@
+# Deployment targets, included by the root Makefile (`-include infra/infra.mk`).
+#
+#   make build [ARCH=arm64|x86_64]   Lambda zips for both functions under target/lambda/
+#   make lint-infra                  cfn-lint on infra/template.yaml
+#   make test-infra                  cfn-lint with no error and no warning + the template structure test
+#   make deploy [ARCH=...]           sam build + sam deploy --guided (aws-sam-cli in .venv-sam)
+#
+# Everything here is offline except `deploy` (AWS) and the one download of the RDS CA bundle.
+
+ARCH ?= arm64
+INFRA_DIR := infra
+TEMPLATE := $(INFRA_DIR)/template.yaml
+LAMBDA_BINS := items-api rotation
+# OpenSSL is built from source and linked statically in Lambda builds (design §6).
+LAMBDA_FEATURES := items-api/vendored-openssl,rotation/vendored-openssl
+
+# The RDS CA bundle is shipped as a Lambda layer (see docs/deployment.md, "The RDS CA bundle").
+RDS_CA_URL := https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+RDS_CA_DIR := target/rds-ca-bundle
+RDS_CA_PEM := $(RDS_CA_DIR)/global-bundle.pem
+
+CFN_LINT_VERSION := 1.51.0
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+
+ifeq ($(ARCH),arm64)
+  CARGO_LAMBDA_ARCH := --arm64
+  RUST_TARGET := aarch64-unknown-linux-gnu
+else ifeq ($(ARCH),x86_64)
+  CARGO_LAMBDA_ARCH := --x86-64
+  RUST_TARGET := x86_64-unknown-linux-gnu
+else
+  $(error ARCH must be arm64 or x86_64, not '$(ARCH)')
+endif
+
+.PHONY: build check-rust-target rds-ca-bundle rds-ca-bundle-required lint-infra test-infra deploy sam-cli
+
+check-rust-target:
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(RUST_TARGET)'; then \
+	  echo "build: the Rust target $(RUST_TARGET) (ARCH=$(ARCH)) is not installed." >&2; \
+	  if [ '$(ARCH)' = arm64 ]; then \
+	    echo "build: install it with:  rustup target add aarch64-unknown-linux-gnu" >&2; \
+	    echo "build: or build for x86_64 instead:  make build ARCH=x86_64  (and deploy with Architecture=x86_64)" >&2; \
+	  else \
+	    echo "build: install it with:  rustup target add $(RUST_TARGET)" >&2; \
+	  fi; \
+	  exit 1; \
+	fi
+
+build: check-rust-target
+	@command -v cargo-lambda >/dev/null || scripts/deps.sh
+	cargo lambda build --release --output-format zip $(CARGO_LAMBDA_ARCH) \
+	  $(foreach b,$(LAMBDA_BINS),-p $(b)) --features $(LAMBDA_FEATURES)
+	@$(MAKE) --no-print-directory rds-ca-bundle || \
+	  echo "build: WARNING: no RDS CA bundle ($(RDS_CA_PEM)); the function zips are complete, but 'make deploy' needs the bundle and will fetch it" >&2
+	@echo "build: ARCH=$(ARCH) artifacts:"
+	@for b in $(LAMBDA_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'; done
+	@[ ! -f target/lambda/rds-ca-bundle/layer.zip ] || ls -l target/lambda/rds-ca-bundle/layer.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'
+
+# Fetch the RDS CA bundle once (deployer's machine) and package it as the layer SAM deploys.
+# It is never committed: AWS adds CAs to it, so each deploy takes the current one.
+rds-ca-bundle:
+	@if [ ! -s $(RDS_CA_PEM) ]; then \
+	  mkdir -p $(RDS_CA_DIR) && \
+	  echo "rds-ca-bundle: downloading $(RDS_CA_URL)" && \
+	  curl --proto '=https' --tlsv1.2 -fsSL --connect-timeout 10 --max-time 60 -o $(RDS_CA_PEM).part '$(RDS_CA_URL)' || \
+	    { rm -f $(RDS_CA_PEM).part; echo "rds-ca-bundle: cannot download $(RDS_CA_URL); put the file at $(RDS_CA_PEM) by hand" >&2; exit 1; }; \
+	  n=$$(grep -c -- '-----BEGIN CERTIFICATE-----' $(RDS_CA_PEM).part || true); \
+	  if [ "$${n:-0}" -lt 1 ] || ! openssl x509 -in $(RDS_CA_PEM).part -noout 2>/dev/null; then \
+	    rm -f $(RDS_CA_PEM).part; echo "rds-ca-bundle: the download is not a PEM certificate bundle" >&2; exit 1; fi; \
+	  mv $(RDS_CA_PEM).part $(RDS_CA_PEM); \
+	  echo "rds-ca-bundle: $$n certificates in $(RDS_CA_PEM)"; \
+	fi
+	@mkdir -p target/lambda/rds-ca-bundle && rm -f target/lambda/rds-ca-bundle/layer.zip && \
+	  cd $(RDS_CA_DIR) && python3 -m zipfile -c $(CURDIR)/target/lambda/rds-ca-bundle/layer.zip global-bundle.pem
