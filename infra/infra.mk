@@ -74,3 +74,40 @@ rds-ca-bundle:
 	fi
 	@mkdir -p target/lambda/rds-ca-bundle && rm -f target/lambda/rds-ca-bundle/layer.zip && \
 	  cd $(RDS_CA_DIR) && python3 -m zipfile -c $(CURDIR)/target/lambda/rds-ca-bundle/layer.zip global-bundle.pem
+
+# ------------------------------------------------------------------ template checks (offline)
+
+# cfn-lint's exit code is a bitmask (2 error, 4 warning, 8 info); warnings fail here too.
+lint-infra:
+	@python3 -c 'import cfnlint' 2>/dev/null && command -v cfn-lint >/dev/null || \
+	  { echo "lint-infra: pip install cfn-lint==$(CFN_LINT_VERSION)"; \
+	    python3 -m pip install -q --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)'; }
+	cfn-lint --non-zero-exit-code warning $(TEMPLATE)
+
+test-infra: lint-infra
+	python3 -m unittest discover -s $(INFRA_DIR)/tests -v
+
+# `make lint` and `make test` (root Makefile) run these too.
+lint: lint-infra
+test: test-infra
+
+# ------------------------------------------------------------------ deploy (needs AWS credentials)
+
+$(SAM):
+	@echo "deploy: installing aws-sam-cli $(SAM_CLI_VERSION) into $(SAM_VENV)"
+	python3 -m venv $(SAM_VENV)
+	@echo '*' > $(SAM_VENV)/.gitignore
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check 'aws-sam-cli==$(SAM_CLI_VERSION)'
+
+sam-cli: $(SAM)
+
+rds-ca-bundle-required:
+	@$(MAKE) --no-print-directory rds-ca-bundle || \
+	  { echo "deploy: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
+
+# sam build runs `cargo lambda build --release --bin <name>` per function (features from
+# CargoLambda.toml); the Architecture given here must match the one deployed.
+deploy: check-rust-target rds-ca-bundle-required sam-cli
+	@command -v cargo-lambda >/dev/null || scripts/deps.sh
+	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) build --parameter-overrides Architecture=$(ARCH)
+	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH)
