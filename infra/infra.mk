@@ -14,10 +14,9 @@ LAMBDA_BINS := items-api rotation
 # OpenSSL is built from source and linked statically in Lambda builds (design §6).
 LAMBDA_FEATURES := items-api/vendored-openssl,rotation/vendored-openssl
 
-# The RDS CA bundle is shipped as a Lambda layer (see docs/deployment.md, "The RDS CA bundle").
-RDS_CA_URL := https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
-RDS_CA_DIR := target/rds-ca-bundle
-RDS_CA_PEM := $(RDS_CA_DIR)/global-bundle.pem
+# The RDS CA bundle ships as a Lambda layer (docs/deployment.md, "The RDS CA bundle"); the template's
+# RdsCaBundleLayer packages this directory.
+RDS_CA_PEM := target/rds-ca-bundle/global-bundle.pem
 
 CFN_LINT_VERSION := 1.51.0
 SAM_VENV := .venv-sam
@@ -34,7 +33,7 @@ else
   $(error ARCH must be arm64 or x86_64, not '$(ARCH)')
 endif
 
-.PHONY: build check-rust-target rds-ca-bundle rds-ca-bundle-required lint-infra test-infra deploy sam-cli
+.PHONY: build check-rust-target rds-ca-bundle lint-infra test-infra deploy sam-cli
 
 check-rust-target:
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(RUST_TARGET)'; then \
@@ -52,28 +51,11 @@ build: check-rust-target
 	@command -v cargo-lambda >/dev/null || scripts/deps.sh
 	cargo lambda build --release --output-format zip $(CARGO_LAMBDA_ARCH) \
 	  $(foreach b,$(LAMBDA_BINS),-p $(b)) --features $(LAMBDA_FEATURES)
-	@$(MAKE) --no-print-directory rds-ca-bundle || \
-	  echo "build: WARNING: no RDS CA bundle ($(RDS_CA_PEM)); the function zips are complete, but 'make deploy' needs the bundle and will fetch it" >&2
+	@$(INFRA_DIR)/rds-ca-bundle.sh || \
+	  echo "build: WARNING: no RDS CA bundle ($(RDS_CA_PEM)), so no layer zip; the function zips are complete (the bundle ships as a layer), and 'make deploy' fetches it" >&2
 	@echo "build: ARCH=$(ARCH) artifacts:"
 	@for b in $(LAMBDA_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'; done
 	@[ ! -f target/lambda/rds-ca-bundle/layer.zip ] || ls -l target/lambda/rds-ca-bundle/layer.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'
-
-# Fetch the RDS CA bundle once (deployer's machine) and package it as the layer SAM deploys.
-# It is never committed: AWS adds CAs to it, so each deploy takes the current one.
-rds-ca-bundle:
-	@if [ ! -s $(RDS_CA_PEM) ]; then \
-	  mkdir -p $(RDS_CA_DIR) && \
-	  echo "rds-ca-bundle: downloading $(RDS_CA_URL)" && \
-	  curl --proto '=https' --tlsv1.2 -fsSL --connect-timeout 10 --max-time 60 -o $(RDS_CA_PEM).part '$(RDS_CA_URL)' || \
-	    { rm -f $(RDS_CA_PEM).part; echo "rds-ca-bundle: cannot download $(RDS_CA_URL); put the file at $(RDS_CA_PEM) by hand" >&2; exit 1; }; \
-	  n=$$(grep -c -- '-----BEGIN CERTIFICATE-----' $(RDS_CA_PEM).part || true); \
-	  if [ "$${n:-0}" -lt 1 ] || ! openssl x509 -in $(RDS_CA_PEM).part -noout 2>/dev/null; then \
-	    rm -f $(RDS_CA_PEM).part; echo "rds-ca-bundle: the download is not a PEM certificate bundle" >&2; exit 1; fi; \
-	  mv $(RDS_CA_PEM).part $(RDS_CA_PEM); \
-	  echo "rds-ca-bundle: $$n certificates in $(RDS_CA_PEM)"; \
-	fi
-	@mkdir -p target/lambda/rds-ca-bundle && rm -f target/lambda/rds-ca-bundle/layer.zip && \
-	  cd $(RDS_CA_DIR) && python3 -m zipfile -c $(CURDIR)/target/lambda/rds-ca-bundle/layer.zip global-bundle.pem
 
 # ------------------------------------------------------------------ template checks (offline)
 
@@ -101,13 +83,13 @@ $(SAM):
 
 sam-cli: $(SAM)
 
-rds-ca-bundle-required:
-	@$(MAKE) --no-print-directory rds-ca-bundle || \
-	  { echo "deploy: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
+rds-ca-bundle:
+	@$(INFRA_DIR)/rds-ca-bundle.sh || \
+	  { echo "rds-ca-bundle: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
 
 # sam build runs `cargo lambda build --release --bin <name>` per function (features from
 # CargoLambda.toml); the Architecture given here must match the one deployed.
-deploy: check-rust-target rds-ca-bundle-required sam-cli
+deploy: check-rust-target rds-ca-bundle sam-cli
 	@command -v cargo-lambda >/dev/null || scripts/deps.sh
 	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) build --parameter-overrides Architecture=$(ARCH)
 	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH)
