@@ -91,7 +91,8 @@ API_ROUTES = {
     ("GET", "/health"),
     ("GET", "/health/db"),
 }
-# The rotation function's settings (design §8) plus the TLS and environment ones it shares.
+# The rotation function's settings (design §8) plus the TLS and environment ones it shares. All are
+# set by the template; the crate's own lists (when it has them) say what else it would accept.
 ROTATION_VARS = {
     "ROTATION_STRATEGY",
     "PASSWORD_LENGTH",
@@ -171,6 +172,19 @@ def known_api_vars(root=ROOT):
     if not block:
         raise AssertionError("KNOWN_VARS not found in config.rs")
     return set(re.findall(r'"([A-Z_]+)"', block.group(1)))
+
+
+def known_rotation_vars(root=ROOT):
+    """Variables the rotation function reads: the `VARS` lists of crates/rotation/src/config.rs and
+    password.rs, or ROTATION_VARS while the crate does not have them yet."""
+    found = set()
+    for name in ("config.rs", "password.rs"):
+        path = root / "crates" / "rotation" / "src" / name
+        text = path.read_text() if path.exists() else ""
+        block = re.search(r"pub const VARS: \[&str; \d+\] = \[(.*?)\];", text, re.S)
+        if block:
+            found |= set(re.findall(r'"([A-Z_]+)"', block.group(1)))
+    return found or set(ROTATION_VARS)
 
 
 def resources_of(template, type_):
@@ -429,10 +443,10 @@ def alarm_problems(template, metrics):
     return problems
 
 
-def environment_problems(template, api_vars):
+def environment_problems(template, api_vars, rotation_vars):
     problems = []
     functions = resources_of(template, "AWS::Serverless::Function")
-    expected = {"ItemsApiFunction": (api_vars, API_REQUIRED_VARS), "RotationFunction": (ROTATION_VARS, ROTATION_VARS)}
+    expected = {"ItemsApiFunction": (api_vars, API_REQUIRED_VARS), "RotationFunction": (rotation_vars, ROTATION_VARS)}
     for logical_id, (known, required) in expected.items():
         env = functions.get(logical_id, {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
         for var in sorted(set(env) - known):
@@ -459,7 +473,7 @@ def all_problems(template):
         + permission_problems(template)
         + schedule_problems(template)
         + alarm_problems(template, emitted_metrics())
-        + environment_problems(template, known_api_vars())
+        + environment_problems(template, known_api_vars(), known_rotation_vars())
         + route_problems(template)
     )
 
@@ -490,7 +504,7 @@ class TemplateIsRight(unittest.TestCase):
         self.assertEqual(alarm_problems(self.template, emitted_metrics()), [])
 
     def test_environment_holds_only_variables_the_code_reads(self):
-        self.assertEqual(environment_problems(self.template, known_api_vars()), [])
+        self.assertEqual(environment_problems(self.template, known_api_vars(), known_rotation_vars()), [])
 
     def test_http_api_has_the_design_routes(self):
         self.assertEqual(route_problems(self.template), [])
@@ -647,7 +661,14 @@ class ChecksCatchMistakes(unittest.TestCase):
     # environment and routes
     def test_misspelt_variable_is_caught(self):
         self.res["ItemsApiFunction"]["Properties"]["Environment"]["Variables"]["DB_SECRET_TLL_SECS"] = "60"
-        self.assertCaught(environment_problems(self.t, known_api_vars()), "DB_SECRET_TLL_SECS")
+        self.assertCaught(environment_problems(self.t, known_api_vars(), known_rotation_vars()), "DB_SECRET_TLL_SECS")
+
+    def test_misspelt_rotation_variable_is_caught(self):
+        env = self.res["RotationFunction"]["Properties"]["Environment"]["Variables"]
+        env["EXCLUDE_CHARACTER"] = env.pop("EXCLUDE_CHARACTERS")
+        problems = environment_problems(self.t, known_api_vars(), known_rotation_vars())
+        self.assertCaught(problems, "EXCLUDE_CHARACTER is not a variable")
+        self.assertCaught(problems, "EXCLUDE_CHARACTERS is not set")
 
     def test_missing_route_is_caught(self):
         del self.res["ItemsApiFunction"]["Properties"]["Events"]["HealthDb"]
