@@ -151,12 +151,12 @@ def package_features(root=ROOT):
     return out
 
 
-def cargo_lambda_features(root=ROOT):
-    """The features every `cargo lambda build` (so `sam build`) gets from CargoLambda.toml."""
+def cargo_lambda_build(root=ROOT):
+    """The [build] table every `cargo lambda build` (so `sam build`) reads from CargoLambda.toml."""
     path = root / "CargoLambda.toml"
     if not path.exists():
-        return []
-    return tomllib.loads(path.read_text()).get("build", {}).get("features", [])
+        return {}
+    return tomllib.loads(path.read_text()).get("build", {})
 
 
 def emitted_metrics(root=ROOT):
@@ -241,7 +241,7 @@ def statements(document):
 # ------------------------------------------------------------------ the checks
 
 
-def binary_problems(template, bins, features, lambda_features):
+def binary_problems(template, bins, features, lambda_build):
     problems = []
     functions = resources_of(template, "AWS::Serverless::Function")
     for logical_id, expected in FUNCTION_BINARIES.items():
@@ -266,11 +266,14 @@ def binary_problems(template, bins, features, lambda_features):
         package = bins[binary]
         if LAMBDA_FEATURE not in features.get(package, {}):
             problems.append(f"{logical_id}: package {package} has no {LAMBDA_FEATURE} feature")
-        if f"{package}/{LAMBDA_FEATURE}" not in lambda_features:
+        if f"{package}/{LAMBDA_FEATURE}" not in lambda_build.get("features", []):
             problems.append(
                 f"{logical_id}: CargoLambda.toml [build] features lacks {package}/{LAMBDA_FEATURE}, "
                 "so sam build would link the system OpenSSL"
             )
+        packages = lambda_build.get("packages")
+        if packages is not None and package not in packages:
+            problems.append(f"{logical_id}: CargoLambda.toml [build] packages lacks {package}, so sam build finds no {binary}")
     return problems
 
 
@@ -468,7 +471,7 @@ def route_problems(template):
 
 def all_problems(template):
     return (
-        binary_problems(template, workspace_binaries(), package_features(), cargo_lambda_features())
+        binary_problems(template, workspace_binaries(), package_features(), cargo_lambda_build())
         + iam_problems(template)
         + permission_problems(template)
         + schedule_problems(template)
@@ -488,7 +491,7 @@ class TemplateIsRight(unittest.TestCase):
 
     def test_functions_build_workspace_binaries_with_vendored_openssl(self):
         self.assertEqual(
-            binary_problems(self.template, workspace_binaries(), package_features(), cargo_lambda_features()), []
+            binary_problems(self.template, workspace_binaries(), package_features(), cargo_lambda_build()), []
         )
 
     def test_iam_is_least_privilege(self):
@@ -540,21 +543,27 @@ class ChecksCatchMistakes(unittest.TestCase):
     # binaries
     def test_unknown_binary_is_caught(self):
         self.res["ItemsApiFunction"]["Metadata"]["BuildProperties"]["Binary"] = "items_api"
-        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_features())
+        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_build())
         self.assertCaught(problems, "no binary 'items_api'")
 
     def test_swapped_binaries_are_caught(self):
         self.res["RotationFunction"]["Metadata"]["BuildProperties"]["Binary"] = "items-api"
-        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_features())
+        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_build())
         self.assertCaught(problems, "expected the 'rotation' binary")
 
     def test_sam_build_without_vendored_openssl_is_caught(self):
-        problems = binary_problems(self.t, workspace_binaries(), package_features(), ["items-api/vendored-openssl"])
+        build = dict(cargo_lambda_build(), features=["items-api/vendored-openssl"])
+        problems = binary_problems(self.t, workspace_binaries(), package_features(), build)
         self.assertCaught(problems, "rotation/vendored-openssl")
+
+    def test_sam_build_selecting_other_packages_is_caught(self):
+        build = dict(cargo_lambda_build(), packages=["items-api"])
+        problems = binary_problems(self.t, workspace_binaries(), package_features(), build)
+        self.assertCaught(problems, "packages lacks rotation")
 
     def test_code_uri_outside_the_workspace_root_is_caught(self):
         self.res["RotationFunction"]["Properties"]["CodeUri"] = "../crates/rotation"
-        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_features())
+        problems = binary_problems(self.t, workspace_binaries(), package_features(), cargo_lambda_build())
         self.assertCaught(problems, "CodeUri")
 
     # IAM
