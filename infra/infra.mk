@@ -1,0 +1,95 @@
+# Deployment targets, included by the root Makefile (`-include infra/infra.mk`).
+#
+#   make build [ARCH=arm64|x86_64]   Lambda zips for both functions under target/lambda/
+#   make lint-infra                  cfn-lint on infra/template.yaml
+#   make test-infra                  cfn-lint with no error and no warning + the template structure test
+#   make deploy [ARCH=...]           sam build + sam deploy --guided (aws-sam-cli in .venv-sam)
+#
+# Everything here is offline except `deploy` (AWS) and the one download of the RDS CA bundle.
+
+ARCH ?= arm64
+INFRA_DIR := infra
+TEMPLATE := $(INFRA_DIR)/template.yaml
+LAMBDA_BINS := items-api rotation
+# OpenSSL is built from source and linked statically in Lambda builds (design §6).
+LAMBDA_FEATURES := items-api/vendored-openssl,rotation/vendored-openssl
+
+# The RDS CA bundle ships as a Lambda layer (docs/deployment.md, "The RDS CA bundle"); the template's
+# RdsCaBundleLayer packages this directory.
+RDS_CA_PEM := target/rds-ca-bundle/global-bundle.pem
+
+CFN_LINT_VERSION := 1.51.0
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+
+ifeq ($(ARCH),arm64)
+  CARGO_LAMBDA_ARCH := --arm64
+  RUST_TARGET := aarch64-unknown-linux-gnu
+else ifeq ($(ARCH),x86_64)
+  CARGO_LAMBDA_ARCH := --x86-64
+  RUST_TARGET := x86_64-unknown-linux-gnu
+else
+  $(error ARCH must be arm64 or x86_64, not '$(ARCH)')
+endif
+
+.PHONY: build check-rust-target rds-ca-bundle lint-infra test-infra deploy sam-cli
+
+check-rust-target:
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(RUST_TARGET)'; then \
+	  echo "build: the Rust target $(RUST_TARGET) (ARCH=$(ARCH)) is not installed." >&2; \
+	  if [ '$(ARCH)' = arm64 ]; then \
+	    echo "build: install it with:  rustup target add aarch64-unknown-linux-gnu" >&2; \
+	    echo "build: or build for x86_64 instead:  make build ARCH=x86_64  (and deploy with Architecture=x86_64)" >&2; \
+	  else \
+	    echo "build: install it with:  rustup target add $(RUST_TARGET)" >&2; \
+	  fi; \
+	  exit 1; \
+	fi
+
+build: check-rust-target
+	@command -v cargo-lambda >/dev/null || scripts/deps.sh
+	cargo lambda build --release --output-format zip $(CARGO_LAMBDA_ARCH) \
+	  $(foreach b,$(LAMBDA_BINS),-p $(b)) --features $(LAMBDA_FEATURES)
+	@$(INFRA_DIR)/rds-ca-bundle.sh || \
+	  echo "build: WARNING: no RDS CA bundle ($(RDS_CA_PEM)), so no layer zip; the function zips are complete (the bundle ships as a layer), and 'make deploy' fetches it" >&2
+	@echo "build: ARCH=$(ARCH) artifacts:"
+	@for b in $(LAMBDA_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'; done
+	@[ ! -f target/lambda/rds-ca-bundle/layer.zip ] || ls -l target/lambda/rds-ca-bundle/layer.zip | awk '{printf "  %-40s %9d bytes\n", $$9, $$5}'
+
+# ------------------------------------------------------------------ template checks (offline)
+
+# cfn-lint's exit code is a bitmask (2 error, 4 warning, 8 info); warnings fail here too.
+lint-infra:
+	@python3 -c 'import cfnlint' 2>/dev/null && command -v cfn-lint >/dev/null || \
+	  { echo "lint-infra: pip install cfn-lint==$(CFN_LINT_VERSION)"; \
+	    python3 -m pip install -q --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)'; }
+	cfn-lint --non-zero-exit-code warning $(TEMPLATE)
+
+test-infra: lint-infra
+	python3 -m unittest discover -s $(INFRA_DIR)/tests -v
+
+# `make lint` and `make test` (root Makefile) run these too.
+lint: lint-infra
+test: test-infra
+
+# ------------------------------------------------------------------ deploy (needs AWS credentials)
+
+$(SAM):
+	@echo "deploy: installing aws-sam-cli $(SAM_CLI_VERSION) into $(SAM_VENV)"
+	python3 -m venv $(SAM_VENV)
+	@echo '*' > $(SAM_VENV)/.gitignore
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check 'aws-sam-cli==$(SAM_CLI_VERSION)'
+
+sam-cli: $(SAM)
+
+rds-ca-bundle:
+	@$(INFRA_DIR)/rds-ca-bundle.sh || \
+	  { echo "rds-ca-bundle: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
+
+# sam build runs `cargo lambda build --release --bin <name>` per function (features from
+# CargoLambda.toml); the Architecture given here must match the one deployed.
+deploy: check-rust-target rds-ca-bundle sam-cli
+	@command -v cargo-lambda >/dev/null || scripts/deps.sh
+	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) build --parameter-overrides Architecture=$(ARCH)
+	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH)
