@@ -17,6 +17,13 @@ help:
 deps:
 	@scripts/deps.sh
 
+run: deps
+	cargo build --workspace --bins
+	cargo run -q -p devstack --bin devstack -- run
+
+rotate:
+	cargo run -q -p devstack --bin devstack -- rotate
+
 test: deps
 	cargo test --workspace --all-targets
 

@@ -1,11 +1,20 @@
 //! `devstack`: the local stack for people. `make run` and `make rotate` call it.
 
 use clap::{Parser, Subcommand};
-use devstack::{Stack, StackOptions};
-use std::path::PathBuf;
+use devstack::{
+    RotationDriver, Stack, StackOptions, Watch, moto::MotoEndpoint, rotation_driver::InvokeApi, watch::workspace_root,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    io::{Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+type Error = Box<dyn std::error::Error>;
 
 #[derive(Parser)]
-#[command(version, about = "Local Postgres + moto for the items API and the rotation function")]
+#[command(version, about = "Local Postgres + moto + the Lambdas under cargo lambda watch")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,10 +22,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start Postgres and moto, create the app role, database and secret, write the environment
-    /// file, and run until interrupted.
+    /// Start Postgres, moto and the functions under `cargo lambda watch`, create the app role,
+    /// database and secret, seed a few items, print working curl lines, and run until Ctrl-C.
+    Run {
+        /// Where `make rotate` finds the running stack.
+        #[arg(long, default_value = ".devstack/state.json")]
+        state: PathBuf,
+    },
+    /// Rotate the secret of the stack `run` started, through the rotation function (Invoke API).
+    Rotate {
+        /// The state file `run` wrote.
+        #[arg(long, default_value = ".devstack/state.json")]
+        state: PathBuf,
+    },
+    /// Start Postgres and moto only, write the Lambdas' environment to a file, run until Ctrl-C.
     Up {
-        /// Where to write the environment for the Lambdas.
+        /// Where to write the environment.
         #[arg(long, default_value = ".devstack/env")]
         env_file: PathBuf,
     },
@@ -26,13 +47,20 @@ enum Command {
     Abandon,
 }
 
-#[tokio::main(flavor = "current_thread")]
+/// What `run` leaves for `rotate`.
+#[derive(Serialize, Deserialize)]
+struct State {
+    watch_url: String,
+    moto_port: u16,
+    secret_arn: String,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run { state } => run(&state).await,
+        Command::Rotate { state } => rotate(&state).await,
         Command::Up { env_file } => up(&env_file).await,
         Command::Abandon => abandon(),
     };
@@ -42,11 +70,140 @@ async fn main() {
     }
 }
 
-async fn up(env_file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(state_path: &Path) -> Result<(), Error> {
     let stack = Stack::start(&StackOptions::default())?;
     let app = stack.create_app("app").await?;
     let arn = stack.create_secret("items-api/db", &stack.secret_json(&app)).await?;
-    write_env(env_file, &stack.lambda_env(&arn))?;
+    let mut env = stack.lambda_env(&arn);
+    env.push(("ENVIRONMENT".into(), "local".into()));
+    println!(
+        "Postgres  127.0.0.1:{} (TLS verify-full, SCRAM), log {}",
+        stack.postgres.port(),
+        stack.postgres.log_path().display()
+    );
+    println!("moto      {}", stack.moto.endpoint());
+    println!("secret    {arn}");
+    println!("starting the functions under cargo lambda watch (the first build takes a few minutes)…");
+    let mut watch = Watch::start(&workspace_root(env!("CARGO_MANIFEST_DIR")), &env, &[])?;
+    watch
+        .wait_for_http("items-api", "/health", Duration::from_secs(1800))
+        .await?;
+
+    let http = reqwest::Client::new();
+    for (name, description) in [("notebook", "A5, dotted"), ("pen", "black, 0.5 mm"), ("stapler", "")] {
+        let body = serde_json::json!({"name": name, "description": (!description.is_empty()).then_some(description)});
+        let resp = http
+            .post(watch.function_url("items-api", "/items"))
+            .json(&body)
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            return Err(format!(
+                "seeding failed: HTTP {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            )
+            .into());
+        }
+    }
+    let state = State {
+        watch_url: watch.base_url(),
+        moto_port: stack.moto.port(),
+        secret_arn: arn,
+    };
+    if let Some(dir) = state_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(state_path, serde_json::to_string_pretty(&state)?)?;
+
+    let api = watch.function_url("items-api", "");
+    println!();
+    println!("items-api is up, with 3 items. Try:");
+    println!("  curl -s {api}/items");
+    println!("  curl -s {api}/items/1");
+    println!(
+        "  curl -s -X POST {api}/items -H 'content-type: application/json' -d '{{\"name\":\"mug\",\"description\":\"350 ml\"}}'"
+    );
+    println!(
+        "  curl -s -X PUT {api}/items/1 -H 'content-type: application/json' -d '{{\"name\":\"notebook\",\"description\":\"A4\"}}'"
+    );
+    println!("  curl -s -X DELETE -i {api}/items/2");
+    println!("  curl -s {api}/health/db");
+    println!("  make rotate        # rotate the password; the API keeps answering");
+    println!();
+    println!("Function logs follow. Ctrl-C stops everything.");
+
+    let log_follower = tokio::spawn(follow(watch.log_path()));
+    tokio::signal::ctrl_c().await?;
+    log_follower.abort();
+    println!("\nstopping…");
+    let _ = std::fs::remove_file(state_path);
+    drop(watch);
+    drop(stack);
+    Ok(())
+}
+
+/// Prints what the functions log, as it comes.
+async fn follow(path: PathBuf) {
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            continue;
+        }
+        let mut new = String::new();
+        if let Ok(n) = file.read_to_string(&mut new) {
+            offset += n as u64;
+            print!("{new}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+async fn rotate(state_path: &Path) -> Result<(), Error> {
+    let text = std::fs::read_to_string(state_path)
+        .map_err(|e| format!("cannot read {}: {e}; is `make run` running?", state_path.display()))?;
+    let state: State = serde_json::from_str(&text)?;
+    let driver = RotationDriver::attach(MotoEndpoint { port: state.moto_port }).await?;
+    println!("rotating {} through the rotation function…", state.secret_arn);
+    let report = driver
+        .rotate(&state.secret_arn, &InvokeApi::new(&state.watch_url, "rotation"))
+        .await?;
+    for (step, took) in &report.steps {
+        println!("  {:<13} {:>8.1} ms", step.as_str(), took.as_secs_f64() * 1000.0);
+    }
+    println!(
+        "  total         {:>8.1} ms  (new version {})",
+        report.total.as_secs_f64() * 1000.0,
+        report.token
+    );
+    let health: serde_json::Value = reqwest::get(format!("{}/lambda-url/items-api/health/db", state.watch_url))
+        .await?
+        .json()
+        .await?;
+    println!(
+        "items-api /health/db: {} (secret version {})",
+        health["status"], health["credentials"]["version_id"]
+    );
+    Ok(())
+}
+
+async fn up(env_file: &Path) -> Result<(), Error> {
+    let stack = Stack::start(&StackOptions::default())?;
+    let app = stack.create_app("app").await?;
+    let arn = stack.create_secret("items-api/db", &stack.secret_json(&app)).await?;
+    if let Some(dir) = env_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text: String = stack
+        .lambda_env(&arn)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    std::fs::write(env_file, text)?;
     println!(
         "Postgres  127.0.0.1:{} (TLS, SCRAM), log {}",
         stack.postgres.port(),
@@ -57,19 +214,12 @@ async fn up(env_file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>
     println!("env       {}", env_file.display());
     println!("Ctrl-C stops everything.");
     tokio::signal::ctrl_c().await?;
+    let _ = std::fs::remove_file(env_file);
     drop(stack);
     Ok(())
 }
 
-fn write_env(path: &std::path::Path, env: &[(String, String)]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    std::fs::write(path, text)
-}
-
-fn abandon() -> Result<(), Box<dyn std::error::Error>> {
+fn abandon() -> Result<(), Error> {
     let stack = Stack::start(&StackOptions::default())?;
     println!("postgres_pid={}", stack.postgres.pid().unwrap_or_default());
     println!(

@@ -33,6 +33,88 @@ pub struct Moto {
     guardian: Guardian,
 }
 
+/// A moto server reached by port: the control API and raw calls, without owning the process
+/// (`make rotate` attaches to the server `make run` started).
+#[derive(Debug, Clone, Copy)]
+pub struct MotoEndpoint {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl MotoEndpoint {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SDK configuration with moto's test credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_as("test", "test").await
+    }
+
+    /// SDK configuration with given access keys (for IAM-enforcing servers). Timeouts match
+    /// what the functions use in production, so an outage looks the same.
+    pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .operation_attempt_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(8))
+                    .build(),
+            )
+            .endpoint_url(self.url())
+            .region(Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                access_key, secret_key, None, None, "devstack",
+            ))
+            .load()
+            .await
+    }
+
+    /// A moto control call (`/moto-api/...`).
+    ///
+    /// # Errors
+    /// When moto answers with an error status.
+    pub fn api(&self, method: &str, path: &str, body: &str) -> Result<(), DevstackError> {
+        match http(self.port, method, path, body) {
+            Ok((status, _)) if status < 300 => Ok(()),
+            Ok((status, text)) => Err(DevstackError::Tool {
+                step: "moto api",
+                detail: format!("{path}: HTTP {status}: {text}"),
+            }),
+            Err(e) => Err(DevstackError::io("call moto", e)),
+        }
+    }
+
+    /// A raw AWS call, for services the devstack has no SDK crate for (IAM, Lambda). moto reads
+    /// the service from the credential scope and does not check the signature.
+    ///
+    /// # Errors
+    /// When moto answers with an error status.
+    pub fn aws_call(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<String, DevstackError> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let headers = format!("Authorization: {auth}\r\nContent-Type: {content_type}\r\n");
+        match http_with(self.port, method, path, &headers, body) {
+            Ok((status, text)) if status < 300 => Ok(text),
+            Ok((status, text)) => Err(DevstackError::Tool {
+                step: "moto",
+                detail: format!("{service} {path}: HTTP {status}: {text}"),
+            }),
+            Err(e) => Err(DevstackError::io("call moto", e)),
+        }
+    }
+}
+
 /// One request moto recorded.
 #[derive(Debug, Clone)]
 pub struct RecordedCall {
@@ -126,24 +208,14 @@ impl Moto {
         self.sdk_config_as("test", "test").await
     }
 
-    /// SDK configuration with given access keys (for IAM-enforcing servers). Timeouts match
-    /// what the functions use in production, so an outage looks the same.
+    /// SDK configuration with given access keys (for IAM-enforcing servers).
     pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .operation_attempt_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(8))
-                    .build(),
-            )
-            .endpoint_url(self.endpoint())
-            .region(Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                access_key, secret_key, None, None, "devstack",
-            ))
-            .load()
-            .await
+        self.handle().sdk_config_as(access_key, secret_key).await
+    }
+
+    /// The endpoint handle: control API and raw calls, without owning the process.
+    pub fn handle(&self) -> MotoEndpoint {
+        MotoEndpoint { port: self.port }
     }
 
     /// Environment for a process that should talk to this server.
@@ -281,29 +353,19 @@ impl Moto {
     }
 
     /// Stops the server now.
-    pub fn stop(mut self) {
-        let _ = self.resume();
-        self.guardian.fire();
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        drop(self);
     }
 
-    /// A moto control call (`/moto-api/...`).
+    /// A moto control call (see [`MotoEndpoint::api`]).
     ///
     /// # Errors
     /// When moto answers with an error status.
     pub fn api(&self, method: &str, path: &str, body: &str) -> Result<(), DevstackError> {
-        match http(self.port, method, path, body) {
-            Ok((status, _)) if status < 300 => Ok(()),
-            Ok((status, text)) => Err(DevstackError::Tool {
-                step: "moto api",
-                detail: format!("{path}: HTTP {status}: {text}"),
-            }),
-            Err(e) => Err(DevstackError::io("call moto", e)),
-        }
+        self.handle().api(method, path, body)
     }
 
-    /// A raw AWS call, for services the devstack has no SDK crate for (IAM, Lambda). moto reads
-    /// the service from the credential scope and does not check the signature.
+    /// A raw AWS call (see [`MotoEndpoint::aws_call`]).
     ///
     /// # Errors
     /// When moto answers with an error status.
@@ -315,19 +377,31 @@ impl Moto {
         content_type: &str,
         body: &str,
     ) -> Result<String, DevstackError> {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
-        );
-        let headers = format!("Authorization: {auth}\r\nContent-Type: {content_type}\r\n");
-        match http_with(self.port, method, path, &headers, body) {
-            Ok((status, text)) if status < 300 => Ok(text),
-            Ok((status, text)) => Err(DevstackError::Tool {
-                step: "moto",
-                detail: format!("{service} {path}: HTTP {status}: {text}"),
-            }),
-            Err(e) => Err(DevstackError::io("call moto", e)),
-        }
+        self.handle().aws_call(service, method, path, content_type, body)
     }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // Signal and reap it here: the guardian cannot reap our child, and would wait on the zombie.
+        let _ = self.resume();
+        let _ = signal(self.pid(), "TERM");
+        reap(&mut self.child, Duration::from_secs(3));
+        self.guardian.fire();
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit, then kills it.
+pub(crate) fn reap(child: &mut Child, timeout: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn url_encode(s: &str) -> String {

@@ -10,7 +10,7 @@
 //! mandatory with moto: its "rotation in progress" check refuses the next RotateSecret while
 //! `AWSPENDING` sits on the current version.
 
-use crate::{DevstackError, Moto};
+use crate::{DevstackError, moto::MotoEndpoint};
 use aws_sdk_secretsmanager::{Client, error::DisplayErrorContext};
 use std::{
     future::Future,
@@ -180,7 +180,15 @@ impl RotationDriver {
     ///
     /// # Errors
     /// When moto refuses.
-    pub async fn new(moto: &Moto) -> Result<Self, DevstackError> {
+    pub async fn new(moto: &crate::Moto) -> Result<Self, DevstackError> {
+        Self::attach(moto.handle()).await
+    }
+
+    /// Like [`Self::new`], for a moto server this process did not start.
+    ///
+    /// # Errors
+    /// When moto refuses.
+    pub async fn attach(moto: MotoEndpoint) -> Result<Self, DevstackError> {
         moto.api("POST", "/moto-api/config", r#"{"lambda":{"use_docker":false}}"#)?;
         let stub_arn = format!(
             "arn:aws:lambda:{}:{}:function:{STUB_FUNCTION}",

@@ -101,6 +101,11 @@ impl Watch {
         format!("{}/lambda-url/{function}{path}", self.base_url())
     }
 
+    /// The file watch's output goes to.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// Everything watch and its functions printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -136,16 +141,20 @@ impl Watch {
     }
 
     /// Stops watch and its functions now.
-    pub fn stop(mut self) {
-        self.guardian.fire();
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        // SIGTERM makes cargo-lambda stop the functions it runs; reap it here, then the guardian
+        // SIGKILLs whatever is left in the group.
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", self.child.id())])
+            .status();
+        crate::moto::reap(&mut self.child, Duration::from_secs(5));
         self.guardian.fire();
-        let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
 }
