@@ -17,15 +17,17 @@ help:
 deps:
 	@scripts/deps.sh
 
+# Built workspace-wide so `cargo lambda watch` (which runs `cargo run --bin <function>` at the
+# workspace root) reuses these artifacts instead of compiling another feature set.
 run: deps
 	cargo build --workspace --bins
-	cargo run -q -p devstack --bin devstack -- run
+	cargo run -q --bin devstack -- run
 
 rotate:
-	cargo run -q -p devstack --bin devstack -- rotate
+	cargo run -q --bin devstack -- rotate
 
 test: deps
-	cargo test --workspace --all-targets
+	cargo test --workspace
 
 lint: deps
 	cargo fmt --all --check
