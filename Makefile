@@ -26,8 +26,14 @@ run: deps
 rotate:
 	cargo run -q --bin devstack -- rotate
 
+# Every secret the tests create and every log they produce go to $(EVIDENCE); the leak check
+# then proves no secret reached any log.
+EVIDENCE := $(CURDIR)/target/evidence
+
 test: deps
-	cargo test --workspace
+	rm -rf $(EVIDENCE)
+	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
 
 lint: deps
 	cargo fmt --all --check

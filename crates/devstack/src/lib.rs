@@ -8,11 +8,15 @@
 //! * [`rotation_driver`]: plays the Secrets Manager service rotating a secret: RotateSecret (which
 //!   leaves the empty `AWSPENDING` placeholder), the four steps with that token, then cleanup.
 //!
+//! With `DEVSTACK_EVIDENCE_DIR` set, [`evidence`] collects every secret created and every server
+//! and function log, for the suite-wide leak check.
+//!
 //! Every server is stopped by its own PID when its handle drops, and also when the owning process
 //! dies without dropping it (see [`guard`]). Nothing binds anything but 127.0.0.1.
 
 #![warn(missing_docs)]
 
+pub mod evidence;
 pub mod guard;
 pub mod moto;
 pub mod postgres;

@@ -41,6 +41,12 @@ enum Command {
         #[arg(long, default_value = ".devstack/env")]
         env_file: PathBuf,
     },
+    /// Search every collected log for every collected secret (see DEVSTACK_EVIDENCE_DIR); exit 1
+    /// on any match. Prints counts, never a secret.
+    LeakCheck {
+        /// The evidence directory.
+        dir: PathBuf,
+    },
     /// Start a stack, print its PIDs and directories, and exit without cleaning up (tests prove
     /// the guardians stop everything anyway).
     #[command(hide = true)]
@@ -62,6 +68,7 @@ async fn main() {
         Command::Run { state } => run(&state).await,
         Command::Rotate { state } => rotate(&state).await,
         Command::Up { env_file } => up(&env_file).await,
+        Command::LeakCheck { dir } => leak_check(&dir),
         Command::Abandon => abandon(),
     };
     if let Err(e) = result {
@@ -216,6 +223,33 @@ async fn up(env_file: &Path) -> Result<(), Error> {
     tokio::signal::ctrl_c().await?;
     let _ = std::fs::remove_file(env_file);
     drop(stack);
+    Ok(())
+}
+
+fn leak_check(dir: &Path) -> Result<(), Error> {
+    // Guardians of stacks that lived in statics copy their logs just after their test binary exits.
+    std::thread::sleep(Duration::from_secs(3));
+    let report = devstack::evidence::scan(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    println!(
+        "leak check: {} secrets searched for in {} logs ({:.1} MB): {} found",
+        report.secrets,
+        report.files,
+        report.bytes as f64 / 1e6,
+        report.leaks.len()
+    );
+    if report.secrets == 0 || report.files == 0 {
+        return Err("nothing to check: no secrets or no logs were collected".into());
+    }
+    if !report.leaks.is_empty() {
+        for (file, index) in &report.leaks {
+            println!(
+                "  secret #{index} (line {} of secrets.txt) appears in {}",
+                index + 1,
+                file.display()
+            );
+        }
+        return Err("secrets found in logs".into());
+    }
     Ok(())
 }
 

@@ -157,7 +157,8 @@ impl Moto {
         })?;
         let pid = child.id();
         let guardian = Guardian::spawn(&format!(
-            "kill {pid} 2>/dev/null\ni=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\nkill -9 {pid} 2>/dev/null\nrm -rf {}",
+            "kill {pid} 2>/dev/null\ni=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\nkill -9 {pid} 2>/dev/null\n{}\nrm -rf {}",
+            crate::evidence::copy_line(&dir.join("moto.log"), "moto"),
             sh_quote(&dir.to_string_lossy())
         ))
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;

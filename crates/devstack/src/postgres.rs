@@ -52,7 +52,8 @@ impl Postgres {
         // Registered first, so a failure half-way still removes the directory.
         let data = dir.join("data");
         let guardian = Guardian::spawn(&format!(
-            "{stop} >/dev/null 2>&1\nrm -rf {dir}",
+            "{stop} >/dev/null 2>&1\n{copy}\nrm -rf {dir}",
+            copy = crate::evidence::copy_line(&dir.join("server.log"), "postgres"),
             stop = as_postgres_sh(&format!(
                 "{} -D {} -m fast -w -t 20 stop",
                 sh_quote(&bin.join("pg_ctl").to_string_lossy()),
@@ -63,6 +64,7 @@ impl Postgres {
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
 
         let superuser_password = random_token();
+        crate::evidence::record_secret(&superuser_password);
         std::fs::write(dir.join("pwfile"), format!("{superuser_password}\n"))
             .map_err(|e| DevstackError::io("write pwfile", e))?;
         set_mode(&dir.join("pwfile"), 0o600)?;
@@ -250,6 +252,7 @@ impl Postgres {
     /// # Errors
     /// When the statement fails.
     pub async fn create_role(&self, role: &str, password: &str) -> Result<(), DevstackError> {
+        crate::evidence::record_secret(password);
         let sql = format!(
             "CREATE ROLE {} LOGIN PASSWORD {}",
             escape_identifier(role),
@@ -267,6 +270,7 @@ impl Postgres {
     /// # Errors
     /// When the statement fails.
     pub async fn set_password(&self, role: &str, password: &str) -> Result<(), DevstackError> {
+        crate::evidence::record_secret(password);
         let sql = format!("ALTER ROLE {} PASSWORD {}", escape_identifier(role), verifier(password));
         self.admin()
             .await?

@@ -57,12 +57,19 @@ pub struct RotationEvent {
     pub token: String,
     /// The step.
     pub step: Step,
+    /// The `RotationToken` the service sends for cross-account and assumed-role rotation; the
+    /// function passes it to PutSecretValue and must never log it.
+    pub rotation_token: Option<String>,
 }
 
 impl RotationEvent {
     /// The JSON payload Secrets Manager sends.
     pub fn payload(&self) -> serde_json::Value {
-        serde_json::json!({"SecretId": self.secret_id, "ClientRequestToken": self.token, "Step": self.step.as_str()})
+        let mut payload = serde_json::json!({"SecretId": self.secret_id, "ClientRequestToken": self.token, "Step": self.step.as_str()});
+        if let Some(t) = &self.rotation_token {
+            payload["RotationToken"] = t.clone().into();
+        }
+        payload
     }
 }
 
@@ -173,6 +180,7 @@ pub struct RotationReport {
 pub struct RotationDriver {
     sm: Client,
     stub_arn: String,
+    rotation_token: String,
 }
 
 impl RotationDriver {
@@ -234,9 +242,13 @@ impl RotationDriver {
                 }
             }
         }
+        // Sent with every step, as the service does; recorded so the leak check looks for it.
+        let rotation_token = format!("rt-{}{}", crate::random_token(), crate::random_token());
+        crate::evidence::record_secret(&rotation_token);
         Ok(Self {
             sm: Client::new(&moto.sdk_config().await),
             stub_arn,
+            rotation_token,
         })
     }
 
@@ -286,14 +298,44 @@ impl RotationDriver {
                 secret_id: secret_id.to_owned(),
                 token: token.to_owned(),
                 step: *step,
+                rotation_token: Some(self.rotation_token.clone()),
             };
-            runner.run(&event).await.map_err(|message| DevstackError::Step {
+            let result = runner.run(&event).await;
+            if *step == Step::Create && crate::evidence::dir().is_some() {
+                self.record_pending_password(secret_id, token).await;
+            }
+            result.map_err(|message| DevstackError::Step {
                 step: step.as_str(),
                 message,
             })?;
             times.push((*step, started.elapsed()));
         }
         Ok(times)
+    }
+
+    /// The RotationToken this driver sends.
+    pub fn rotation_token(&self) -> &str {
+        &self.rotation_token
+    }
+
+    /// Records the generated password of the pending version for the leak check.
+    async fn record_pending_password(&self, secret_id: &str, token: &str) {
+        let value = self
+            .sm
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_id(token)
+            .send()
+            .await;
+        if let Some(text) = value.ok().and_then(|v| v.secret_string().map(str::to_owned)) {
+            crate::evidence::record_secret(&text);
+            if let Some(p) = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["password"].as_str().map(str::to_owned))
+            {
+                crate::evidence::record_secret(&p);
+            }
+        }
     }
 
     /// What the service does after a successful finishSecret: removes `AWSPENDING` from the token

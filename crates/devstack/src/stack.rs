@@ -63,12 +63,18 @@ impl Stack {
     }
 
     /// One stack per test binary, started on first use with call recording on. It lives until
-    /// the process exits; the guardians stop its servers then.
+    /// the process exits; the guardians stop its servers then. With `DEVSTACK_EVIDENCE_DIR` set,
+    /// it also sends the binary's logs (TRACE, JSON) to the evidence directory.
     ///
     /// # Panics
     /// When the stack cannot start: every test that needs it would fail anyway, and the message
     /// says what to install.
     pub fn shared() -> &'static Stack {
+        // The binary's in-process logs (functions run in process) join the leak check's evidence.
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+        crate::evidence::init_tracing(&format!("test-{}", binary.unwrap_or_default()));
         SHARED.get_or_init(|| {
             match Stack::start(&StackOptions {
                 record_calls: true,

@@ -54,7 +54,8 @@ impl Watch {
         let pid = child.id();
         // dash's kill takes "-PGID" but not "--": keep this POSIX-sh compatible.
         let guardian = Guardian::spawn(&format!(
-            "kill -TERM -{pid} 2>/dev/null\ni=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\nkill -KILL -{pid} 2>/dev/null"
+            "kill -TERM -{pid} 2>/dev/null\ni=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\nkill -KILL -{pid} 2>/dev/null\n{}",
+            crate::evidence::copy_line(&log, "functions-under-watch")
         ))
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
         let mut watch = Self {

@@ -164,6 +164,7 @@ async fn the_binary_reports_ok_as_text_and_json_and_fails_with_exit_1() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        devstack::evidence::save_log("db-doctor", &all);
         assert!(!all.contains(&app.password), "password in db-doctor output");
     }
 }
