@@ -1,1 +1,45 @@
-//! stub
+//! The Secrets Manager rotation function for Postgres: the four-step protocol (`createSecret`,
+//! `setSecret`, `testSecret`, `finishSecret`) in two strategies, single user and alternating
+//! users (design §8).
+//!
+//! * [`event`]: the event the service sends; [`config`] and [`password`]: env read once at start.
+//! * [`steps`]: one short function per step, each after the stage checks of AWS's templates.
+//! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password as a
+//!   SCRAM verifier computed here, so the plaintext never reaches Postgres.
+//! * [`secrets`]: the Secrets Manager calls behind a trait, with [`model`], an exact in-memory
+//!   model of its version-stage rules, for tests; [`rds`]: endpoints of RDS-managed masters.
+//! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
+//!   secrets; [`failpoint`]: test-only stops after each write.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use rotation::{AwsRotator, Config};
+//! let sdk = db_credentials::aws::load_sdk_config().await;
+//! let rotator = AwsRotator::from_sdk(Config::from_env()?, &sdk);
+//! let event = serde_json::json!({"SecretId": "app/db", "ClientRequestToken": "…", "Step": "createSecret"});
+//! rotator.handle_json(&event).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod event;
+pub mod failpoint;
+pub mod model;
+pub mod password;
+pub mod rds;
+pub mod rotator;
+pub mod secrets;
+pub mod steps;
+pub mod strategy;
+
+pub use config::Config;
+pub use error::{Error, StepError};
+pub use event::{RotationEvent, Step};
+pub use failpoint::Failpoint;
+pub use rotator::{AwsRotator, Rotator};
+pub use steps::Outcome;
+pub use strategy::Strategy;
