@@ -187,13 +187,17 @@ pub enum Error {
         source: Box<ConnectError>,
     },
     /// The user that logged in may not change the password (SQLSTATE 42501), e.g. under
-    /// `rds.restrict_password_commands`.
+    /// `rds.restrict_password_commands`, or a master without the right to create the clone.
     #[error(
-        "{user} is not allowed to change the password of role {role} on {host} (SQLSTATE 42501: {detail}); grant it the right (rds_password under rds.restrict_password_commands) or use alternating-users with a master secret"
+        "{user} is not allowed to {} role {role} on {host} (SQLSTATE 42501: {detail}); {}",
+        .statement.verb(),
+        .statement.hint()
     )]
     PermissionDenied {
         /// The user logged in.
         user: String,
+        /// What it tried.
+        statement: Statement,
         /// The role whose password was to change.
         role: String,
         /// host:port.
@@ -202,10 +206,10 @@ pub enum Error {
         detail: String,
     },
     /// A statement failed for another reason.
-    #[error("{action} on {host} as {user} failed: {detail}")]
+    #[error("{} on {host} as {user} failed: {detail}", .statement.as_str())]
     Database {
         /// What was being done.
-        action: &'static str,
+        statement: Statement,
         /// The user logged in.
         user: String,
         /// host:port.
@@ -236,6 +240,48 @@ pub enum Error {
         /// The failpoint's name.
         name: &'static str,
     },
+}
+
+/// What a session was running when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statement {
+    /// Single user: `ALTER ROLE` on itself.
+    SetOwnPassword,
+    /// Alternating users: the master's `CREATE ROLE` + `GRANT`, or `ALTER ROLE`.
+    CreateOrSetPassword,
+    /// testSecret's `TEST_QUERY`.
+    Probe,
+}
+
+impl Statement {
+    /// The statement, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SetOwnPassword => "ALTER ROLE … PASSWORD",
+            Self::CreateOrSetPassword => "CREATE/ALTER ROLE",
+            Self::Probe => "TEST_QUERY",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Self::SetOwnPassword => "change the password of",
+            Self::CreateOrSetPassword => "create or change the password of",
+            Self::Probe => "run TEST_QUERY as",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Self::SetOwnPassword => {
+                "grant it the right (rds_password under rds.restrict_password_commands) or use alternating-users with a master secret"
+            }
+            Self::CreateOrSetPassword => {
+                "the master secret's user needs CREATEROLE and the right to grant membership in the user (or superuser)"
+            }
+            Self::Probe => "grant the user what TEST_QUERY needs",
+        }
+    }
 }
 
 /// A failed step: the step, secret and token, then why. This is what the Lambda reports.

@@ -11,6 +11,21 @@
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
 //!   secrets; [`failpoint`]: test-only stops after each write.
 //!
+//! # Settings (environment, read once)
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `ROTATION_STRATEGY` | `single-user` | or `alternating-users` (needs `masterarn` in the secret) |
+//! | `PASSWORD_LENGTH`, `EXCLUDE_CHARACTERS`, `EXCLUDE_NUMBERS`, `EXCLUDE_PUNCTUATION`, `EXCLUDE_UPPERCASE`, `EXCLUDE_LOWERCASE`, `REQUIRE_EACH_INCLUDED_TYPE` | 32, `:/@"'\`, false ×4, true | GetRandomPassword, as in AWS's templates |
+//! | `TEST_QUERY` | `SELECT 1` | testSecret's probe, run in a transaction that is rolled back |
+//! | `DB_CONNECT_TIMEOUT_MS` | 5000 | bound on one login (TCP + TLS + SCRAM) |
+//! | `ROTATION_STEP_TIMEOUT_MS` | 25000 | bound on a step; the Lambda deadline lowers it |
+//! | `DB_SSLMODE`, `DB_SSL_ROOT_CERT`, `ENVIRONMENT` | see design §6 | TLS, via db-credentials |
+//! | `SECRETS_MANAGER_ENDPOINT` | unset | Secrets Manager endpoint override |
+//! | `ROTATION_FAILPOINT` | unset | test builds only (feature `failpoints`): see [`failpoint`] |
+//!
+//! # In process
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use rotation::{AwsRotator, Config};

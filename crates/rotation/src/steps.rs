@@ -4,7 +4,7 @@
 use crate::{
     config::Config,
     db::{Database, DbError, RoleChange, Session},
-    error::Error,
+    error::{Error, Statement},
     event::RotationEvent,
     failpoint::{Failpoint, Failpoints},
     rds::RdsEndpoints,
@@ -104,12 +104,15 @@ pub(crate) async fn check_stages<S: SecretsApi, D, R>(
 ) -> Result<Option<SecretDescription>, Error> {
     let (secret_id, token) = (&cx.event.secret_id, &cx.event.token);
     cx.doing("DescribeSecret");
-    let desc = cx
+    let mut desc = cx
         .secrets
         .describe(secret_id)
         .await
         .map_err(|e| aws_error("describe the versions", secret_id, e))?;
-    let secret = || arn(&desc, secret_id);
+    if desc.arn.is_empty() {
+        desc.arn.clone_from(secret_id);
+    }
+    let secret = || desc.arn.clone();
     if desc.rotation_enabled == Some(false) {
         return Err(Error::RotationDisabled { secret: secret() });
     }
@@ -186,7 +189,11 @@ pub(crate) async fn create_secret<S: SecretsApi, D, R: RdsEndpoints>(
         )
         .await
         .map_err(|e| aws_error("put the pending version", arn, e))?;
-    record_user(&user, None);
+    let host = current.secret.host().map(|h| Endpoint {
+        host: h.to_owned(),
+        port: current.secret.port(),
+    });
+    record_user(&user, host.as_ref());
     cx.failpoints.hit(Failpoint::AfterPutSecretValue)?;
     Ok(Outcome::Created)
 }
@@ -269,7 +276,7 @@ async fn set_own_password<S: SecretsApi, D: Database, R: RdsEndpoints>(
     session
         .set_password(user, pending.secret.password())
         .await
-        .map_err(|e| db_error(e, "ALTER ROLE … PASSWORD", user, user, here))?;
+        .map_err(|e| db_error(e, Statement::SetOwnPassword, user, user, here))?;
     tracing::info!("password set");
     cx.failpoints.hit(Failpoint::AfterSetPassword)?;
     Ok(Outcome::PasswordSet)
@@ -338,7 +345,7 @@ async fn set_with_master<S: SecretsApi, D: Database, R: RdsEndpoints>(
     let change = session
         .create_or_set_password(user, member_of, pending.secret.password())
         .await
-        .map_err(|e| db_error(e, "CREATE/ALTER ROLE", master.secret.username(), user, here))?;
+        .map_err(|e| db_error(e, Statement::CreateOrSetPassword, master.secret.username(), user, here))?;
     if change == RoleChange::Created {
         tracing::info!(member_of, "alternate user created");
         cx.failpoints.hit(Failpoint::AfterCreateClone)?;
@@ -377,7 +384,7 @@ pub(crate) async fn test_secret<S: SecretsApi, D: Database, R: RdsEndpoints>(
     session
         .probe(&cx.config.test_query)
         .await
-        .map_err(|e| db_error(e, "TEST_QUERY", user, user, &at))?;
+        .map_err(|e| db_error(e, Statement::Probe, user, user, &at))?;
     Ok(Outcome::Tested)
 }
 
@@ -564,14 +571,6 @@ fn parse(secret_id: &str, stage: &'static str, value: Option<&SecretString>, chi
     Ok(secret)
 }
 
-fn arn(desc: &SecretDescription, secret_id: &str) -> String {
-    if desc.arn.is_empty() {
-        secret_id.to_owned()
-    } else {
-        desc.arn.clone()
-    }
-}
-
 fn aws_error(action: &str, secret: &str, source: AwsError) -> Error {
     Error::Aws {
         action: action.to_owned(),
@@ -603,16 +602,17 @@ fn cannot_log_in(arn: &str, pending: &Version, at: &Endpoint, attempts: &[String
     }
 }
 
-fn db_error(e: DbError, action: &'static str, session_user: &str, role: &str, at: &Endpoint) -> Error {
+fn db_error(e: DbError, statement: Statement, session_user: &str, role: &str, at: &Endpoint) -> Error {
     match e {
         DbError::PermissionDenied(detail) => Error::PermissionDenied {
             user: session_user.to_owned(),
+            statement,
             role: role.to_owned(),
             host: at.to_string(),
             detail,
         },
         DbError::Failed(detail) => Error::Database {
-            action,
+            statement,
             user: session_user.to_owned(),
             host: at.to_string(),
             detail,
