@@ -299,13 +299,19 @@ pub struct StepError {
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.step {
-            Some(step) => write!(
+        let Some(step) = self.step else {
+            return write!(f, "{}", self.error);
+        };
+        let inner = self.error.to_string();
+        // Most messages already name the secret; say it once.
+        if inner.contains(&self.secret) {
+            write!(f, "{step} failed (version {}): {inner}", self.token)
+        } else {
+            write!(
                 f,
-                "{step} failed for secret {} (version {}): {}",
-                self.secret, self.token, self.error
-            ),
-            None => write!(f, "{}", self.error),
+                "{step} failed for secret {} (version {}): {inner}",
+                self.secret, self.token
+            )
         }
     }
 }

@@ -9,7 +9,7 @@
 //! * [`secrets`]: the Secrets Manager calls behind a trait, with [`model`], an exact in-memory
 //!   model of its version-stage rules, for tests; [`rds`]: endpoints of RDS-managed masters.
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
-//!   secrets; [`failpoint`]: test-only stops after each write.
+//!   secrets; [`logging`]: the log set-up; [`failpoint`]: test-only stops after each write.
 //!
 //! # Settings (environment, read once)
 //!
@@ -43,6 +43,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod failpoint;
+pub mod logging;
 pub mod model;
 pub mod password;
 pub mod rds;

@@ -6,11 +6,10 @@ use std::{
     sync::Arc,
     time::{Duration, SystemTime},
 };
-use tracing_subscriber::filter::Directive;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
+    rotation::logging::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     for var in &config.unknown_vars {
         tracing::warn!(variable = %var, "unknown rotation setting ignored; check its spelling");
@@ -38,36 +37,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// lambda_runtime's default subscriber (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, level from
-/// `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), with two caps whatever the level: lambda_runtime logs the
-/// raw event (with its `RotationToken`) at TRACE, and tokio-postgres logs statements (with the
-/// password verifier) at DEBUG.
-fn init_tracing() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
-    let mut filter = tracing_subscriber::EnvFilter::builder()
-        .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
-        .parse_lossy(level.to_ascii_lowercase());
-    for cap in ["lambda_runtime=debug", "tokio_postgres=info"] {
-        if let Ok(directive) = cap.parse::<Directive>() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_target(false)
-        .without_time()
-        .with_env_filter(filter);
-    if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
+/// The error the runtime reports (and logs with `Debug`): the step error's sentence.
+struct Failure(StepError);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
     }
 }
-
-/// The error the runtime reports: the step error's sentence, typed by what went wrong.
-#[derive(Debug)]
-struct Failure(StepError);
 
 impl From<Failure> for Diagnostic {
     fn from(f: Failure) -> Self {

@@ -145,7 +145,9 @@ pub(crate) async fn check_stages<S: SecretsApi, D, R>(
             token: token.clone(),
         }));
     }
-    tracing::Span::current().record("secret_arn", secret().as_str());
+    if desc.arn != *secret_id {
+        tracing::Span::current().record("secret_arn", desc.arn.as_str());
+    }
     Ok(Some(desc))
 }
 

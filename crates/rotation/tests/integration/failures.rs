@@ -178,3 +178,39 @@ async fn cancel(stack: &Stack, arn: &str, token: &str) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let stack = Stack::shared();
+    let dir = std::env::temp_dir().join(format!("rotation-ca-{}", devstack::random_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_ca = devstack::postgres::unrelated_ca(&dir, "other-ca.pem").unwrap();
+    let app = stack.create_app("otherca").await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("otherca"), &stack.secret_json(&app))
+        .await
+        .unwrap();
+    let verifier = rolpassword(stack, &app.role).await;
+    let driver = driver(stack).await;
+    for mode in ["verify-full", "verify-ca"] {
+        let extra = [("DB_SSLMODE", mode), ("DB_SSL_ROOT_CERT", other_ca.to_str().unwrap())];
+        let rotator = new_rotator(stack, &vars(stack, Strategy::SingleUser, &extra)).await;
+        let token = driver.begin(&arn).await.unwrap();
+        let err = driver
+            .resume(&arn, &token, &InProcess(&rotator))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("setSecret") && err.contains("TLS handshake"),
+            "{mode}: {err}"
+        );
+        assert_eq!(
+            rolpassword(stack, &app.role).await,
+            verifier,
+            "{mode}: password unchanged"
+        );
+        cancel(stack, &arn, &token).await;
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

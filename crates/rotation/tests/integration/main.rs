@@ -8,6 +8,7 @@
 mod alternating;
 mod failures;
 mod interruptions;
+mod logs;
 mod names_and_passwords;
 mod single_user;
 mod support;
