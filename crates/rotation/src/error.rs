@@ -249,6 +249,8 @@ pub enum Statement {
     SetOwnPassword,
     /// Alternating users: the master's `CREATE ROLE` + `GRANT`, or `ALTER ROLE`.
     CreateOrSetPassword,
+    /// Single user with a `masterarn`: the master's `ALTER ROLE` after the user was refused.
+    MasterSetPassword,
     /// testSecret's `TEST_QUERY`.
     Probe,
 }
@@ -259,6 +261,7 @@ impl Statement {
         match self {
             Self::SetOwnPassword => "ALTER ROLE … PASSWORD",
             Self::CreateOrSetPassword => "CREATE/ALTER ROLE",
+            Self::MasterSetPassword => "ALTER ROLE … PASSWORD (as the master)",
             Self::Probe => "TEST_QUERY",
         }
     }
@@ -267,6 +270,7 @@ impl Statement {
         match self {
             Self::SetOwnPassword => "change the password of",
             Self::CreateOrSetPassword => "create or change the password of",
+            Self::MasterSetPassword => "change the password of",
             Self::Probe => "run TEST_QUERY as",
         }
     }
@@ -274,11 +278,12 @@ impl Statement {
     fn hint(self) -> &'static str {
         match self {
             Self::SetOwnPassword => {
-                "grant it the right (rds_password under rds.restrict_password_commands) or use alternating-users with a master secret"
+                "grant it the right (rds_password under rds.restrict_password_commands) or add a masterarn to the secret so the master sets it"
             }
             Self::CreateOrSetPassword => {
                 "the master secret's user needs CREATEROLE and the right to grant membership in the user (or superuser)"
             }
+            Self::MasterSetPassword => "the master secret's user needs CREATEROLE or rds_password (or superuser)",
             Self::Probe => "grant the user what TEST_QUERY needs",
         }
     }

@@ -15,7 +15,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `ROTATION_STRATEGY` | `single-user` | or `alternating-users` (needs `masterarn` in the secret) |
+//! | `ROTATION_STRATEGY` | `single-user` | or `alternating-users` (needs `masterarn` in the secret); single user with a `masterarn` lets the master set the password when the user may not (SQLSTATE 42501, `rds.restrict_password_commands`) |
 //! | `PASSWORD_LENGTH`, `EXCLUDE_CHARACTERS`, `EXCLUDE_NUMBERS`, `EXCLUDE_PUNCTUATION`, `EXCLUDE_UPPERCASE`, `EXCLUDE_LOWERCASE`, `REQUIRE_EACH_INCLUDED_TYPE` | 32, `:/@"'\`, false ×4, true | GetRandomPassword, as in AWS's templates |
 //! | `TEST_QUERY` | `SELECT 1` | testSecret's probe, run in a transaction that is rolled back |
 //! | `DB_CONNECT_TIMEOUT_MS` | 5000 | bound on one login (TCP + TLS + SCRAM) |

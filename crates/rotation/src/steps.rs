@@ -275,10 +275,22 @@ async fn set_own_password<S: SecretsApi, D: Database, R: RdsEndpoints>(
     };
     let user = pending.secret.username();
     cx.doing("ALTER ROLE");
-    session
-        .set_password(user, pending.secret.password())
-        .await
-        .map_err(|e| db_error(e, Statement::SetOwnPassword, user, user, here))?;
+    match session.set_password(user, pending.secret.password()).await {
+        Ok(()) => {}
+        // Under rds.restrict_password_commands a user may not change its own password; a secret
+        // that names a master (AWS's #50, #64) lets the master do it.
+        Err(DbError::PermissionDenied(_)) if current.secret.masterarn().is_some() => {
+            drop(session);
+            tracing::info!("may not change its own password; using the master secret");
+            let (mut master_session, master_user) = master_session(cx, arn, current, here).await?;
+            cx.doing("ALTER ROLE (master)");
+            master_session
+                .set_password(user, pending.secret.password())
+                .await
+                .map_err(|e| db_error(e, Statement::MasterSetPassword, &master_user, user, here))?;
+        }
+        Err(e) => return Err(db_error(e, Statement::SetOwnPassword, user, user, here)),
+    }
     tracing::info!("password set");
     cx.failpoints.hit(Failpoint::AfterSetPassword)?;
     Ok(Outcome::PasswordSet)
@@ -304,6 +316,34 @@ async fn set_with_master<S: SecretsApi, D: Database, R: RdsEndpoints>(
             });
         }
     }
+    let (mut session, master_user) = master_session(cx, arn, current, here).await?;
+    let (user, member_of) = (pending.secret.username(), current.secret.username());
+    cx.doing("CREATE/ALTER ROLE");
+    let change = session
+        .create_or_set_password(user, member_of, pending.secret.password())
+        .await
+        .map_err(|e| db_error(e, Statement::CreateOrSetPassword, &master_user, user, here))?;
+    if change == RoleChange::Created {
+        tracing::info!(member_of, "alternate user created");
+        cx.failpoints.hit(Failpoint::AfterCreateClone)?;
+    } else {
+        tracing::info!("password set");
+    }
+    cx.failpoints.hit(Failpoint::AfterSetPassword)?;
+    Ok(match change {
+        RoleChange::Created => Outcome::UserCreated,
+        RoleChange::PasswordSet => Outcome::PasswordSet,
+    })
+}
+
+/// A session as the user of the secret `masterarn` names, on the current version's host and in
+/// its database. Returns the session and the master's user name.
+async fn master_session<S: SecretsApi, D: Database, R: RdsEndpoints>(
+    cx: &Ctx<'_, S, D, R>,
+    arn: &str,
+    current: &Version,
+    here: &Endpoint,
+) -> Result<(D::Session, String), Error> {
     let master_arn = current
         .secret
         .masterarn()
@@ -332,33 +372,14 @@ async fn set_with_master<S: SecretsApi, D: Database, R: RdsEndpoints>(
     // The master logs into the child's database (AWS's PR #122), where its grants are made.
     let mut creds = cx.creds(&master, &master_at, &master_tls, None);
     creds.dbname = current.secret.dbname().to_owned();
-    let mut session = match cx.login(&creds).await {
-        Ok(s) => s,
-        Err(e) if is_unreachable(&e) => return Err(unreachable(arn, e)),
-        Err(e) => {
-            return Err(Error::MasterLoginFailed {
-                master: master_arn.to_owned(),
-                source: Box::new(e),
-            });
-        }
-    };
-    let (user, member_of) = (pending.secret.username(), current.secret.username());
-    cx.doing("CREATE/ALTER ROLE");
-    let change = session
-        .create_or_set_password(user, member_of, pending.secret.password())
-        .await
-        .map_err(|e| db_error(e, Statement::CreateOrSetPassword, master.secret.username(), user, here))?;
-    if change == RoleChange::Created {
-        tracing::info!(member_of, "alternate user created");
-        cx.failpoints.hit(Failpoint::AfterCreateClone)?;
-    } else {
-        tracing::info!("password set");
+    match cx.login(&creds).await {
+        Ok(session) => Ok((session, master.secret.username().to_owned())),
+        Err(e) if is_unreachable(&e) => Err(unreachable(arn, e)),
+        Err(e) => Err(Error::MasterLoginFailed {
+            master: master_arn.to_owned(),
+            source: Box::new(e),
+        }),
     }
-    cx.failpoints.hit(Failpoint::AfterSetPassword)?;
-    Ok(match change {
-        RoleChange::Created => Outcome::UserCreated,
-        RoleChange::PasswordSet => Outcome::PasswordSet,
-    })
 }
 
 /// testSecret: log in with the pending credentials and run `TEST_QUERY` (rolled back).

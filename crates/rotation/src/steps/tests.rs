@@ -41,7 +41,8 @@ struct DbState {
     probes: Vec<String>,
     unreachable: bool,
     hang: bool,
-    deny_alter: bool,
+    /// Like RDS's rds.restrict_password_commands: only privileged roles change passwords.
+    restrict_password_commands: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -142,7 +143,7 @@ impl Session for FakeSession {
     async fn set_password(&mut self, role: &str, password: &SecretString) -> Result<(), DbError> {
         let mut s = self.db.state();
         let superuser = s.roles.get(&self.user).is_some_and(|r| r.superuser);
-        if s.deny_alter || (role != self.user && !superuser) {
+        if (s.restrict_password_commands || role != self.user) && !superuser {
             return Err(DbError::PermissionDenied("permission denied to alter role".into()));
         }
         let r = s
@@ -841,7 +842,7 @@ async fn rds_managed_master_gets_its_endpoint_from_the_rds_api() {
 #[tokio::test]
 async fn permission_denied_on_alter_is_a_clear_error() {
     let h = harness(Strategy::SingleUser);
-    h.db.state().deny_alter = true;
+    h.db.state().restrict_password_commands = true;
     let token = h.begin();
     h.step(&token, Step::Create).await.unwrap();
     let err = message(h.step(&token, Step::Set).await);
@@ -850,6 +851,27 @@ async fn permission_denied_on_alter_is_a_clear_error() {
         "{err}"
     );
     assert!(!err.contains("unable to log"), "{err}");
+}
+
+#[tokio::test]
+async fn single_user_with_a_masterarn_lets_the_master_set_a_restricted_password() {
+    let h = harness(Strategy::SingleUser);
+    let mut current = secret_json("app", "pw-0");
+    current["masterarn"] = json!(h.master_arn);
+    h.model()
+        .put_version(&h.arn, "with-master", Some(&current.to_string()), &[AWSCURRENT]);
+    h.db.state().restrict_password_commands = true;
+    let token = h.begin();
+    h.steps(&token, &Step::ALL).await.unwrap();
+    let now = h.json(AWSCURRENT);
+    assert_eq!(now["username"], "app");
+    assert!(h.db.logs_in("app", now["password"].as_str().unwrap()));
+    let users: Vec<String> = h.db.connects().into_iter().map(|(u, _)| u).collect();
+    assert_eq!(
+        users,
+        ["app", "app", "admin", "app"],
+        "pending, current (refused ALTER), master, test"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
