@@ -60,6 +60,8 @@ mod tests {
 
     #[test]
     fn caps_hold_even_at_trace() {
+        // See steps::tests: a second registered dispatcher keeps callsite interest honest.
+        let _second = tracing::Dispatch::new(tracing_subscriber::registry());
         for level in ["trace", "TRACE", "lambda_runtime=trace,trace"] {
             let out = Captured::default();
             let writer = out.clone();
@@ -87,6 +89,7 @@ mod tests {
 
     #[test]
     fn default_level_is_info() {
+        let _second = tracing::Dispatch::new(tracing_subscriber::registry());
         let out = Captured::default();
         let writer = out.clone();
         let subscriber = tracing_subscriber::fmt()

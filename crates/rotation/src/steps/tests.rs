@@ -1052,6 +1052,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 
 #[tokio::test]
 async fn rotation_token_is_forwarded_to_put_secret_value_and_no_secret_is_logged() {
+    // With a single scoped dispatcher registered, tracing-core computes a callsite's interest
+    // from whichever thread hits it first, so a test thread without a subscriber can switch our
+    // callsites off for good. A second registered dispatcher makes it ask every dispatcher.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let logs = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()

@@ -29,6 +29,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 
 #[tokio::test]
 async fn trace_logs_of_a_real_rotation_hold_no_secret() {
+    // With a single scoped dispatcher registered, tracing-core computes a callsite's interest
+    // from whichever thread hits it first, so a test thread without a subscriber can switch our
+    // callsites off for good. A second registered dispatcher makes it ask every dispatcher.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let logs = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
