@@ -1,0 +1,284 @@
+//! The function's settings, read once at start into a typed [`Config`]; nothing reads env later.
+//!
+//! [`Config::from_vars`] takes a snapshot of variables, so tests exercise every rule without
+//! touching the process environment.
+
+use crate::{failpoint::Failpoint, password::PasswordPolicy, strategy::Strategy};
+use db_credentials::{Environment, SslMode};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+/// A snapshot of environment variables.
+pub type Vars = BTreeMap<String, String>;
+
+/// Default `TEST_QUERY`.
+pub const DEFAULT_TEST_QUERY: &str = "SELECT 1";
+/// Default `DB_CONNECT_TIMEOUT_MS`: AWS's templates use `connect_timeout=5`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `ROTATION_STEP_TIMEOUT_MS`: a step must end well inside the 30 s a rotation function
+/// usually gets, with room to report its error.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Every variable this crate reads, besides the password knobs in [`crate::password::VARS`].
+pub const VARS: [&str; 9] = [
+    "ROTATION_STRATEGY",
+    "TEST_QUERY",
+    "DB_CONNECT_TIMEOUT_MS",
+    "ROTATION_STEP_TIMEOUT_MS",
+    "DB_SSLMODE",
+    "DB_SSL_ROOT_CERT",
+    "ENVIRONMENT",
+    "SECRETS_MANAGER_ENDPOINT",
+    "ROTATION_FAILPOINT",
+];
+
+/// A setting that cannot be used. Names the variable; the values of these variables are not secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable holds something unusable.
+    #[error("{var}={got:?} is not valid: expected {expected}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What it must hold.
+        expected: &'static str,
+        /// What it holds.
+        got: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(var: &'static str, expected: &'static str, got: &str) -> Self {
+        Self::Invalid {
+            var,
+            expected,
+            got: got.to_owned(),
+        }
+    }
+}
+
+/// Everything the function is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ROTATION_STRATEGY`: `single-user` (default) or `alternating-users`.
+    pub strategy: Strategy,
+    /// GetRandomPassword's knobs.
+    pub password: PasswordPolicy,
+    /// `TEST_QUERY`: what testSecret runs with the pending credentials (default `SELECT 1`). It runs
+    /// inside a transaction that is rolled back, so a probe of write access leaves nothing behind.
+    pub test_query: String,
+    /// `DB_CONNECT_TIMEOUT_MS`: bound on each login, TCP + TLS + SCRAM (default 5000).
+    pub connect_timeout: Duration,
+    /// `ROTATION_STEP_TIMEOUT_MS`: bound on a whole step (default 25000; the Lambda deadline, when
+    /// known, lowers it).
+    pub step_timeout: Duration,
+    /// `DB_SSLMODE`; unset means db-credentials' default (verify-full with a root certificate,
+    /// else require).
+    pub ssl_mode: Option<SslMode>,
+    /// `DB_SSL_ROOT_CERT`: CA bundle for verify-ca / verify-full.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// `ENVIRONMENT`: production refuses plaintext database connections.
+    pub environment: Environment,
+    /// `SECRETS_MANAGER_ENDPOINT`: overrides the Secrets Manager endpoint, as AWS's templates allow
+    /// (a VPC endpoint's DNS name). `AWS_ENDPOINT_URL_SECRETS_MANAGER` does the same for the SDK.
+    pub secrets_manager_endpoint: Option<String>,
+    /// `ROTATION_FAILPOINT`: stop once at this point (honoured only in builds with the
+    /// `failpoints` feature).
+    pub failpoint: Option<Failpoint>,
+    /// Variables that look like ours but are not (likely typos), for a warning at start.
+    pub unknown_vars: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::default(),
+            password: PasswordPolicy::default(),
+            test_query: DEFAULT_TEST_QUERY.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            step_timeout: DEFAULT_STEP_TIMEOUT,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            environment: Environment::Local,
+            secrets_manager_endpoint: None,
+            failpoint: None,
+            unknown_vars: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for the first unusable variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads a snapshot of variables.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for the first unusable variable.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let strategy = match get("ROTATION_STRATEGY") {
+            None => Strategy::default(),
+            Some(v) => v
+                .parse()
+                .map_err(|()| ConfigError::invalid("ROTATION_STRATEGY", "single-user or alternating-users", v))?,
+        };
+        let test_query = get("TEST_QUERY").unwrap_or(DEFAULT_TEST_QUERY).to_owned();
+        let connect_timeout = millis(get("DB_CONNECT_TIMEOUT_MS"), "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let step_timeout = millis(
+            get("ROTATION_STEP_TIMEOUT_MS"),
+            "ROTATION_STEP_TIMEOUT_MS",
+            1_000,
+            900_000,
+        )?
+        .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let ssl_mode = match get("DB_SSLMODE") {
+            None => None,
+            Some(v) => Some(v.parse::<SslMode>().map_err(|()| {
+                ConfigError::invalid(
+                    "DB_SSLMODE",
+                    "one of disable, prefer, require, verify-ca, verify-full",
+                    v,
+                )
+            })?),
+        };
+        let environment = match get("ENVIRONMENT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("local") => Environment::Local,
+            Some("staging") => Environment::Staging,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "ENVIRONMENT",
+                    "local, staging or production",
+                    other,
+                ));
+            }
+        };
+        if environment == Environment::Production && matches!(ssl_mode, Some(SslMode::Disable | SslMode::Prefer)) {
+            return Err(ConfigError::invalid(
+                "DB_SSLMODE",
+                "require, verify-ca or verify-full (ENVIRONMENT=production refuses plaintext)",
+                ssl_mode.map(SslMode::as_str).unwrap_or_default(),
+            ));
+        }
+        let failpoint = match get("ROTATION_FAILPOINT") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<Failpoint>()
+                    .map_err(|()| ConfigError::invalid("ROTATION_FAILPOINT", Failpoint::EXPECTED, v))?,
+            ),
+        };
+        Ok(Self {
+            strategy,
+            password: PasswordPolicy::from_vars(vars)?,
+            test_query,
+            connect_timeout,
+            step_timeout,
+            ssl_mode,
+            ssl_root_cert: get("DB_SSL_ROOT_CERT").map(PathBuf::from),
+            environment,
+            secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT").map(str::to_owned),
+            failpoint,
+            unknown_vars: unknown_vars(vars),
+        })
+    }
+}
+
+fn millis(v: Option<&str>, var: &'static str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(Duration::from_millis(n))),
+        _ => Err(ConfigError::invalid(
+            var,
+            match var {
+                "DB_CONNECT_TIMEOUT_MS" => "a whole number of milliseconds from 100 to 60000",
+                _ => "a whole number of milliseconds from 1000 to 900000",
+            },
+            v,
+        )),
+    }
+}
+
+/// Names under our prefixes that we do not read: `EXCLUDE_CHARACTER` or `ROTATION_STRATEGIE`
+/// would otherwise be ignored without a word.
+fn unknown_vars(vars: &Vars) -> Vec<String> {
+    const PREFIXES: [&str; 4] = ["ROTATION_", "EXCLUDE_", "PASSWORD_", "REQUIRE_"];
+    vars.keys()
+        .filter(|k| PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|k| !VARS.contains(&k.as_str()) && !crate::password::VARS.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_vars(&Vars::new()).unwrap();
+        assert_eq!(c.strategy, Strategy::SingleUser);
+        assert_eq!(c.test_query, "SELECT 1");
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.step_timeout, Duration::from_secs(25));
+        assert_eq!(c.ssl_mode, None);
+        assert_eq!(c.environment, Environment::Local);
+        assert_eq!(c.failpoint, None);
+        assert!(c.unknown_vars.is_empty());
+    }
+
+    #[test]
+    fn settings_are_read_and_validated() {
+        let c = Config::from_vars(&vars(&[
+            ("ROTATION_STRATEGY", "alternating-users"),
+            ("TEST_QUERY", "SELECT count(*) FROM items"),
+            ("DB_CONNECT_TIMEOUT_MS", "1500"),
+            ("DB_SSLMODE", "verify-full"),
+            ("DB_SSL_ROOT_CERT", "/opt/rds.pem"),
+            ("ENVIRONMENT", "production"),
+            ("ROTATION_FAILPOINT", "after-set-password"),
+        ]))
+        .unwrap();
+        assert_eq!(c.strategy, Strategy::AlternatingUsers);
+        assert_eq!(c.test_query, "SELECT count(*) FROM items");
+        assert_eq!(c.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(c.ssl_mode, Some(SslMode::VerifyFull));
+        assert_eq!(c.ssl_root_cert, Some(PathBuf::from("/opt/rds.pem")));
+        assert_eq!(c.environment, Environment::Production);
+        assert_eq!(c.failpoint, Some(Failpoint::AfterSetPassword));
+
+        for (k, v) in [
+            ("ROTATION_STRATEGY", "both"),
+            ("DB_CONNECT_TIMEOUT_MS", "5s"),
+            ("DB_CONNECT_TIMEOUT_MS", "10"),
+            ("ROTATION_STEP_TIMEOUT_MS", "0"),
+            ("DB_SSLMODE", "allow"),
+            ("ENVIRONMENT", "prod"),
+            ("ROTATION_FAILPOINT", "somewhere"),
+        ] {
+            let err = Config::from_vars(&vars(&[(k, v)])).unwrap_err().to_string();
+            assert!(err.contains(k), "{err}");
+        }
+        let err = Config::from_vars(&vars(&[("ENVIRONMENT", "production"), ("DB_SSLMODE", "prefer")])).unwrap_err();
+        assert!(err.to_string().contains("plaintext"), "{err}");
+    }
+
+    #[test]
+    fn likely_typos_are_reported() {
+        let c = Config::from_vars(&vars(&[
+            ("EXCLUDE_CHARACTER", "x"),
+            ("ROTATION_STRATEGY", "single-user"),
+        ]))
+        .unwrap();
+        assert_eq!(c.unknown_vars, vec!["EXCLUDE_CHARACTER".to_owned()]);
+    }
+}

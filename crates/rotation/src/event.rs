@@ -1,0 +1,220 @@
+//! The event Secrets Manager sends once per step: `{"SecretId","ClientRequestToken","Step"}` plus
+//! an optional `RotationToken`.
+//!
+//! The event is parsed by hand from a JSON value rather than by serde's derive, because serde's
+//! messages quote the offending input and the `RotationToken` is a credential: every error here
+//! names the key, never a value.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use std::{fmt, str::FromStr};
+
+/// The four steps of the rotation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `createSecret`: put the new version as `AWSPENDING`.
+    Create,
+    /// `setSecret`: make the database accept the pending password.
+    Set,
+    /// `testSecret`: log in with the pending version.
+    Test,
+    /// `finishSecret`: move `AWSCURRENT` to the pending version.
+    Finish,
+}
+
+impl Step {
+    /// All four, in protocol order.
+    pub const ALL: [Step; 4] = [Step::Create, Step::Set, Step::Test, Step::Finish];
+
+    /// The name Secrets Manager sends.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "createSecret",
+            Self::Set => "setSecret",
+            Self::Test => "testSecret",
+            Self::Finish => "finishSecret",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = EventError;
+
+    /// Accepts the camelCase names the service sends and the snake_case ones AWS's user guide shows.
+    fn from_str(s: &str) -> Result<Self, EventError> {
+        match s {
+            "createSecret" | "create_secret" => Ok(Self::Create),
+            "setSecret" | "set_secret" => Ok(Self::Set),
+            "testSecret" | "test_secret" => Ok(Self::Test),
+            "finishSecret" | "finish_secret" => Ok(Self::Finish),
+            other => Err(EventError::UnknownStep {
+                step: other.chars().take(64).collect(),
+            }),
+        }
+    }
+}
+
+/// Why an event was refused. Names keys, never values (except an unknown step's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The payload is not a JSON object.
+    #[error("the rotation event must be a JSON object with SecretId, ClientRequestToken and Step")]
+    NotObject,
+    /// A required key is absent.
+    #[error("the rotation event has no \"{key}\" key")]
+    MissingKey {
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A key holds something other than a non-empty string.
+    #[error("the rotation event's \"{key}\" must be a non-empty string")]
+    InvalidValue {
+        /// The offending key.
+        key: &'static str,
+    },
+    /// `Step` names no step of the protocol.
+    #[error("unknown rotation step \"{step}\": expected createSecret, setSecret, testSecret or finishSecret")]
+    UnknownStep {
+        /// The name received (at most 64 characters of it).
+        step: String,
+    },
+}
+
+/// One invocation of the rotation function.
+///
+/// `Debug` shows the `RotationToken` as `[REDACTED]`; it is read only where it is passed on to
+/// PutSecretValue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Value")]
+pub struct RotationEvent {
+    /// Secret ARN or name, as the service sent it.
+    pub secret_id: String,
+    /// `ClientRequestToken`: the id of the version this rotation creates.
+    pub token: String,
+    /// The step to run.
+    pub step: Step,
+    /// `RotationToken`, sent for rotation through an assumed role or across accounts.
+    pub rotation_token: Option<SecretString>,
+}
+
+impl RotationEvent {
+    /// An event without a `RotationToken` (tests, tools).
+    pub fn new(secret_id: &str, token: &str, step: Step) -> Self {
+        Self {
+            secret_id: secret_id.to_owned(),
+            token: token.to_owned(),
+            step,
+            rotation_token: None,
+        }
+    }
+
+    /// Parses the JSON the service sends.
+    ///
+    /// # Errors
+    /// [`EventError`] naming the first missing or malformed key.
+    pub fn from_json(value: &Value) -> Result<Self, EventError> {
+        let Value::Object(map) = value else {
+            return Err(EventError::NotObject);
+        };
+        let required = |key: &'static str| match map.get(key) {
+            None | Some(Value::Null) => Err(EventError::MissingKey { key }),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(_) => Err(EventError::InvalidValue { key }),
+        };
+        let secret_id = required("SecretId")?;
+        let token = required("ClientRequestToken")?;
+        let step = required("Step")?.parse()?;
+        let rotation_token = match map.get("RotationToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(SecretString::from(s.clone())),
+            Some(_) => return Err(EventError::InvalidValue { key: "RotationToken" }),
+        };
+        Ok(Self {
+            secret_id,
+            token,
+            step,
+            rotation_token,
+        })
+    }
+}
+
+impl TryFrom<Value> for RotationEvent {
+    type Error = EventError;
+    fn try_from(value: Value) -> Result<Self, EventError> {
+        Self::from_json(&value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_aws_fixture() {
+        let raw = include_str!("../tests/fixtures/example-secretsmanager-secret-rotation-event.json");
+        let event: RotationEvent = serde_json::from_str(raw).unwrap();
+        assert_eq!(event.step, Step::Create);
+        assert_eq!(
+            event.secret_id,
+            "arn:aws:secretsmanager:us-east-1:111122223333:secret:id-ABCD1E"
+        );
+        assert_eq!(event.token, "1ab23456-cde7-8912-34fg-h56i78j9k12l");
+        assert!(event.rotation_token.is_none());
+    }
+
+    #[test]
+    fn accepts_every_step_in_both_spellings() {
+        for step in Step::ALL {
+            assert_eq!(step.as_str().parse::<Step>(), Ok(step));
+        }
+        assert_eq!("finish_secret".parse::<Step>(), Ok(Step::Finish));
+    }
+
+    #[test]
+    fn unknown_step_is_a_clear_error() {
+        let err =
+            RotationEvent::from_json(&json!({"SecretId":"s","ClientRequestToken":"t","Step":"rotate"})).unwrap_err();
+        assert_eq!(err, EventError::UnknownStep { step: "rotate".into() });
+        assert!(err.to_string().contains("createSecret"), "{err}");
+    }
+
+    #[test]
+    fn missing_keys_are_clear_errors() {
+        let full = json!({"SecretId":"s","ClientRequestToken":"t","Step":"createSecret"});
+        for key in ["SecretId", "ClientRequestToken", "Step"] {
+            let mut v = full.clone();
+            v.as_object_mut().unwrap().remove(key);
+            let err = serde_json::from_value::<RotationEvent>(v).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        assert_eq!(
+            RotationEvent::from_json(&json!(["SecretId"])).unwrap_err(),
+            EventError::NotObject
+        );
+        let err =
+            RotationEvent::from_json(&json!({"SecretId":7,"ClientRequestToken":"t","Step":"setSecret"})).unwrap_err();
+        assert_eq!(err, EventError::InvalidValue { key: "SecretId" });
+    }
+
+    #[test]
+    fn rotation_token_is_kept_secret() {
+        let v = json!({"SecretId":"s","ClientRequestToken":"t","Step":"setSecret","RotationToken":"rt-hunter2"});
+        let event = RotationEvent::from_json(&v).unwrap();
+        assert_eq!(event.rotation_token.as_ref().unwrap().expose_secret(), "rt-hunter2");
+        assert!(!format!("{event:?}").contains("hunter2"));
+        let bad =
+            json!({"SecretId":"s","ClientRequestToken":"t","Step":"setSecret","RotationToken":{"v":"rt-hunter2"}});
+        let err = serde_json::from_value::<RotationEvent>(bad).unwrap_err().to_string();
+        assert!(err.contains("RotationToken") && !err.contains("hunter2"), "{err}");
+    }
+}

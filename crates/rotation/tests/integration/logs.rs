@@ -1,0 +1,89 @@
+//! What reaches the function's logs on a real rotation, at every level: facts (secret, step,
+//! token, user, host, duration), never a password, the secret's JSON or the RotationToken.
+
+use crate::support::*;
+use devstack::{Stack, Step};
+use rotation::Strategy;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn trace_logs_of_a_real_rotation_hold_no_secret() {
+    // With a single scoped dispatcher registered, tracing-core computes a callsite's interest
+    // from whichever thread hits it first, so a test thread without a subscriber can switch our
+    // callsites off for good. A second registered dispatcher makes it ask every dispatcher.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(rotation::logging::filter("trace"))
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let stack = Stack::shared();
+    let app = stack.create_app("logs").await.unwrap();
+    let mut secret = stack.secret_json(&app);
+    secret["masterarn"] = json!(master_secret(stack).await);
+    let arn = stack.create_secret(&Stack::secret_name("logs"), &secret).await.unwrap();
+    let driver = driver(stack).await;
+    let mut tokens = Vec::new();
+    for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+        let rotator = new_rotator(stack, &vars(stack, strategy, &[])).await;
+        let token = driver.begin(&arn).await.unwrap();
+        for step in Step::ALL {
+            let event = json!({"SecretId": arn, "ClientRequestToken": token, "Step": step.as_str(),
+                               "RotationToken": "rt-7f3a-do-not-log"});
+            rotator.handle_json(&event).await.unwrap();
+        }
+        driver.end(&arn, &token).await.unwrap();
+        tokens.push(token);
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let mut secrets = vec![app.password.clone(), stack.postgres.superuser_password().to_owned()];
+    for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
+        secrets.push(user_and_password(&version(stack, &arn, stage).await.unwrap()).1);
+    }
+    for s in secrets
+        .iter()
+        .map(String::as_str)
+        .chain(["rt-7f3a-do-not-log", "SCRAM-SHA-256$"])
+    {
+        assert!(!text.contains(s), "a secret reached the logs");
+    }
+    for fact in [
+        arn.as_str(),
+        tokens[0].as_str(),
+        tokens[1].as_str(),
+        "createSecret",
+        "finishSecret",
+        "duration_ms",
+    ] {
+        assert!(text.contains(fact), "{fact} missing from the logs");
+    }
+    assert!(text.contains(&format!("\"user\":\"{}\"", app.role)), "user missing");
+    assert!(
+        text.contains(&format!("\"host\":\"127.0.0.1:{}\"", stack.postgres.port())),
+        "host missing"
+    );
+}

@@ -1,0 +1,15 @@
+//! The rotation function against a real Postgres (TLS, SCRAM, `log_statement=all`) and moto,
+//! driven the way Secrets Manager drives it (devstack's `RotationDriver`), with the handler
+//! called in process.
+//!
+//! One test binary, one shared stack; every test makes its own roles and secrets. Tests that
+//! need a server in a particular state (stopped, without TLS) start a private one.
+
+mod alternating;
+mod failures;
+mod interruptions;
+mod logs;
+mod names_and_passwords;
+mod single_user;
+mod support;
+mod timing;
