@@ -7,10 +7,16 @@
 use crate::config::Environment;
 use native_tls::{Certificate, TlsConnector};
 use postgres_native_tls::MakeTlsConnector;
-use std::{fmt, path::PathBuf, str::FromStr};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::PathBuf,
+    str::FromStr,
+    sync::{Mutex, OnceLock},
+};
 
 /// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SslMode {
     /// Plaintext only.
     Disable,
@@ -91,7 +97,7 @@ pub enum TlsError {
 }
 
 /// The TLS decision for one set of credentials: mode plus optional root certificate file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsSettings {
     /// The effective mode.
     pub mode: SslMode,
@@ -157,12 +163,23 @@ impl TlsSettings {
         }
     }
 
-    /// Builds the connector. Reads the CA file, so build it once per credential change, not per query.
+    /// The connector for these settings, built once per process and then shared: creating an
+    /// OpenSSL 3 context costs tens of milliseconds of CPU, which every login would otherwise pay.
+    /// A CA file changed on disk is read again only by a new process.
     ///
     /// # Errors
     /// [`TlsError`] when the CA file is unreadable or empty.
     pub fn connector(&self) -> Result<MakeTlsConnector, TlsError> {
-        Ok(MakeTlsConnector::new(self.native_connector()?))
+        static CACHE: OnceLock<Mutex<HashMap<TlsSettings, MakeTlsConnector>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Mutex::default);
+        if let Some(hit) = cache.lock().ok().and_then(|m| m.get(self).cloned()) {
+            return Ok(hit);
+        }
+        let built = MakeTlsConnector::new(self.native_connector()?);
+        if let Ok(mut m) = cache.lock() {
+            m.insert(self.clone(), built.clone());
+        }
+        Ok(built)
     }
 
     /// The native-tls connector with this mode's verification rules (also used by db-doctor's

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod moto;
 pub mod postgres;
 pub mod rotation_driver;
+pub mod signal;
 pub mod stack;
 pub mod watch;
 

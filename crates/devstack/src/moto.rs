@@ -410,12 +410,7 @@ fn url_encode(s: &str) -> String {
 }
 
 fn signal(pid: u32, sig: &str) -> Result<(), DevstackError> {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
+    if crate::signal::process(pid, sig) {
         Ok(())
     } else {
         Err(DevstackError::Tool {

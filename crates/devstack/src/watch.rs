@@ -52,7 +52,9 @@ impl Watch {
             .spawn()
             .map_err(|e| DevstackError::io("start cargo lambda watch", e))?;
         let pid = child.id();
-        // dash's kill takes "-PGID" but not "--": keep this POSIX-sh compatible.
+        // The shell's builtin kill reads "-PGID" as a group (procps' /bin/kill would not: see
+        // `signal`); dash's builtin does not accept "--".
+
         let guardian = Guardian::spawn(&format!(
             "kill -TERM -{pid} 2>/dev/null\ni=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\nkill -KILL -{pid} 2>/dev/null\n{}",
             crate::evidence::copy_line(&log, "functions-under-watch")
@@ -151,9 +153,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         // SIGTERM makes cargo-lambda stop the functions it runs; reap it here, then the guardian
         // SIGKILLs whatever is left in the group.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        crate::signal::group(self.child.id(), "TERM");
         crate::moto::reap(&mut self.child, Duration::from_secs(5));
         self.guardian.fire();
         let _ = std::fs::remove_file(&self.log);
