@@ -6,7 +6,7 @@
 
 use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
 use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
-use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErrorMetadata};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::{fmt, time::Duration};
 
 /// Loads the SDK configuration from the default provider chain (the function's role in Lambda)
@@ -86,7 +86,7 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let message = DisplayErrorContext(err).to_string();
+        let message = sdk_message(err);
         let code = err.code().map(str::to_owned);
         let kind = match err {
             SdkError::TimeoutError(_) => AwsErrorKind::Timeout,
@@ -123,6 +123,31 @@ impl AwsError {
     pub fn is_transient(&self) -> bool {
         self.kind.is_transient()
     }
+}
+
+/// The service's code and message, or the `Display` chain of a transport failure. Never the
+/// SDK's `Debug`: that includes the raw HTTP response, which for an unparseable GetSecretValue
+/// answer would be the secret itself.
+fn sdk_message<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(s) = err {
+        let status = s.raw().status().as_u16();
+        return match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => format!("{code} (HTTP {status})"),
+            _ => format!("service error (HTTP {status})"),
+        };
+    }
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 fn classify_service(code: Option<&str>, status: u16) -> AwsErrorKind {

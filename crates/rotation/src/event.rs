@@ -61,7 +61,13 @@ impl FromStr for Step {
     }
 }
 
+/// Longest `SecretId` Secrets Manager accepts (an ARN or a name).
+pub const MAX_SECRET_ID: usize = 2048;
+/// Longest `ClientRequestToken` Secrets Manager accepts.
+pub const MAX_TOKEN: usize = 64;
+
 /// Why an event was refused. Names keys, never values (except an unknown step's name).
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// The payload is not a JSON object.
@@ -78,6 +84,16 @@ pub enum EventError {
     InvalidValue {
         /// The offending key.
         key: &'static str,
+    },
+    /// A key is longer than Secrets Manager allows.
+    #[error("the rotation event's \"{key}\" is {len} characters; Secrets Manager allows at most {max}")]
+    TooLong {
+        /// The offending key.
+        key: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
     },
     /// `Step` names no step of the protocol.
     #[error("unknown rotation step \"{step}\": expected createSecret, setSecret, testSecret or finishSecret")]
@@ -128,8 +144,15 @@ impl RotationEvent {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(_) => Err(EventError::InvalidValue { key }),
         };
-        let secret_id = required("SecretId")?;
-        let token = required("ClientRequestToken")?;
+        // The service's own limits: refusing longer values keeps them out of every later message.
+        let bounded = |key: &'static str, max: usize| {
+            required(key).and_then(|v| match v.chars().count() {
+                len if len > max => Err(EventError::TooLong { key, len, max }),
+                _ => Ok(v),
+            })
+        };
+        let secret_id = bounded("SecretId", MAX_SECRET_ID)?;
+        let token = bounded("ClientRequestToken", MAX_TOKEN)?;
         let step = required("Step")?.parse()?;
         let rotation_token = match map.get("RotationToken") {
             None | Some(Value::Null) => None,
@@ -216,5 +239,33 @@ mod tests {
             json!({"SecretId":"s","ClientRequestToken":"t","Step":"setSecret","RotationToken":{"v":"rt-hunter2"}});
         let err = serde_json::from_value::<RotationEvent>(bad).unwrap_err().to_string();
         assert!(err.contains("RotationToken") && !err.contains("hunter2"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn overlong_ids_are_refused_without_being_echoed() {
+        let long = "x".repeat(MAX_SECRET_ID + 1);
+        let err =
+            RotationEvent::from_json(&json!({"SecretId": long, "ClientRequestToken": "t", "Step": "createSecret"}))
+                .unwrap_err();
+        assert!(matches!(err, EventError::TooLong { key: "SecretId", .. }));
+        assert!(!err.to_string().contains("xxxx"), "{err}");
+        let err = RotationEvent::from_json(
+            &json!({"SecretId": "s", "ClientRequestToken": "t".repeat(65), "Step": "setSecret"}),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            EventError::TooLong {
+                key: "ClientRequestToken",
+                len: 65,
+                max: 64
+            }
+        ));
     }
 }

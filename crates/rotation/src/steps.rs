@@ -159,7 +159,29 @@ pub(crate) async fn create_secret<S: SecretsApi, D, R: RdsEndpoints>(
 ) -> Result<Outcome, Error> {
     let arn = &desc.arn;
     let current = cx.read(arn, AWSCURRENT, None).await?;
+    // A secret no step could ever reach: refuse before writing anything, as AWS's templates do.
+    // An RDS identifier (keys, or the tags of an RDS-managed secret) stands in for the host.
+    if current.secret.host().is_none() && RdsTarget::find(&current.secret, &desc.tags).is_none() {
+        return Err(Error::Secret {
+            stage: AWSCURRENT,
+            source: db_credentials::SecretError::MissingKey {
+                secret_id: arn.clone(),
+                key: "host",
+            },
+        });
+    }
+    if cx.config.strategy == Strategy::AlternatingUsers && current.secret.masterarn().is_none() {
+        return Err(Error::Secret {
+            stage: AWSCURRENT,
+            source: db_credentials::SecretError::MissingKey {
+                secret_id: arn.clone(),
+                key: "masterarn",
+            },
+        });
+    }
+
     cx.doing("GetSecretValue AWSPENDING");
+
     match cx.secrets.get_value(arn, AWSPENDING, Some(&cx.event.token)).await {
         Ok(value) => {
             parse(arn, AWSPENDING, value.secret_string.as_ref(), true)?;

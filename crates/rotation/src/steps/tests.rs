@@ -791,9 +791,31 @@ async fn alternating_without_masterarn_is_a_clear_error() {
         &[AWSCURRENT],
     );
     let token = h.begin();
-    h.step(&token, Step::Create).await.unwrap();
-    let err = message(h.step(&token, Step::Set).await);
+    let writes = h.model().writes();
+    let err = message(h.step(&token, Step::Create).await);
     assert!(err.contains("no \"masterarn\" key"), "{err}");
+    assert_eq!(h.model().writes(), writes, "refused before anything is written");
+    assert_eq!(
+        h.model().version_value(&h.arn, &token),
+        None,
+        "the placeholder stays empty"
+    );
+}
+
+#[tokio::test]
+async fn current_without_host_or_rds_identifier_is_refused_before_writing() {
+    let h = harness(Strategy::SingleUser);
+    h.model().put_version(
+        &h.arn,
+        "nohost",
+        Some(&json!({"engine":"postgres","username":"app","password":"pw-0"}).to_string()),
+        &[AWSCURRENT],
+    );
+    let token = h.begin();
+    let writes = h.model().writes();
+    let err = message(h.step(&token, Step::Create).await);
+    assert!(err.contains("no \"host\" key"), "{err}");
+    assert_eq!(h.model().writes(), writes);
 }
 
 #[tokio::test]
