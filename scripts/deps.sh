@@ -23,3 +23,11 @@ command -v cargo-lambda >/dev/null \
 command -v cfn-lint >/dev/null \
   || { echo "deps: pip install cfn-lint"; "${PIP[@]}" 'cfn-lint==1.51.0'; }
 hash -r
+
+# schemathesis (HTTP fuzzing from openapi.json) in its own venv: it pins libraries moto also uses.
+ST_VENV=target/tools/schemathesis
+if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
+  echo "deps: schemathesis into $ST_VENV"
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
