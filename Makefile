@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help deps test run rotate lint fmt
+.PHONY: help deps test run rotate lint fmt soak bench
+
 
 help:
 	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
@@ -35,7 +36,15 @@ test: deps
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
 
+# The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
+soak: deps
+	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE)-soak E2E_ROTATIONS=100 E2E_CLIENTS=8 \
+	  cargo test --workspace --test rotation_under_load -- --nocapture
+	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak
+
 lint: deps
+
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

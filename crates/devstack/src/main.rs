@@ -187,12 +187,16 @@ async fn rotate(state_path: &Path) -> Result<(), Error> {
         report.total.as_secs_f64() * 1000.0,
         report.token
     );
+    println!("items-api keeps its open connection (sessions survive a password change); it picks up the new");
+    println!(
+        "version at its next new connection: when the database refuses the old password, or after DB_SECRET_TTL_SECS."
+    );
     let health: serde_json::Value = reqwest::get(format!("{}/lambda-url/items-api/health/db", state.watch_url))
         .await?
         .json()
         .await?;
     println!(
-        "items-api /health/db: {} (secret version {})",
+        "items-api /health/db: {} (its connection was made with version {})",
         health["status"], health["credentials"]["version_id"]
     );
     Ok(())

@@ -196,7 +196,13 @@ fn remove(value: &mut serde_json::Value, pointer: &str) {
     }
 }
 
-const CASES: u32 = 1500;
+/// Cases per run; `make soak` raises it with ITEMS_PROPERTY_CASES.
+fn cases() -> u32 {
+    std::env::var("ITEMS_PROPERTY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500)
+}
 
 #[test]
 fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
@@ -206,7 +212,7 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
     let strategy = (flavor(), request_parts(), any::<bool>(), missing());
     let mut runner = TestRunner::new(Config {
-        cases: CASES,
+        cases: cases(),
         failure_persistence: None,
         ..Config::default()
     });
@@ -262,7 +268,7 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
     );
     assert_eq!(
         handled.load(Ordering::Relaxed),
-        CASES,
+        cases(),
         "every generated case reached the handler"
     );
     for status in [200, 201, 400, 404, 405, 413, 415] {
