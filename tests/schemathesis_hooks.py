@@ -1,13 +1,25 @@
 """Schemathesis hooks for the e2e fuzzing run under `cargo lambda watch`.
 
-cargo lambda watch's Function URL emulation answers a text/plain 500 by itself, without invoking
-the function, when a request body is not valid UTF-8. Real Function URLs and API Gateway deliver
-such bodies base64-encoded, and the handler's property tests (crates/items-api/tests/properties.rs)
-prove those are refused with a 400. Those cases are dropped here so the fuzzer tests the function,
-not the emulator. Nothing else is filtered.
+Two things the emulator does that AWS does not, both answered by the emulator itself with a
+text/plain 500 and never reaching the function:
+
+* a request body that is not valid UTF-8 (real Function URLs and API Gateway deliver such bodies
+  base64-encoded; crates/items-api/tests/properties.rs proves the handler refuses them with 400):
+  such cases are not generated;
+* now and then, a response it loses: measured against `make run` with identical repeated requests,
+  0 of 100 for a 0.1 KB response, 1 of 150 at 34 KB, 4-7% from 68 KB up (pure ASCII too), while the
+  function logged every one of them as answered 200. Its trigger_router then answers 500 because the
+  invocation's response channel closed. Such failures are not counted against the API, but every
+  one is written to $EMULATOR_FAULTS_FILE: the Rust test reports them and fails the run above 1%.
+
+The Rust test checks the function's own log independently: it must never have answered a 5xx.
 """
 
+import os
+
 import schemathesis
+
+EMULATOR_500 = '{"type":"https://httpstatuses.com/500","status":500,"title":"Internal Server Error"}'
 
 
 def _is_utf8(body) -> bool:
@@ -27,3 +39,33 @@ def _is_utf8(body) -> bool:
 @schemathesis.hook
 def filter_case(context, case) -> bool:
     return _is_utf8(case.body)
+
+
+def _text(response) -> str:
+    content = getattr(response, "content", b"")
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content).decode("utf-8", "replace")
+    return str(content)
+
+
+def _header(response, name: str) -> str:
+    for key, value in dict(getattr(response, "headers", {}) or {}).items():
+        if key.lower() == name:
+            return value[0] if isinstance(value, list) else str(value)
+    return ""
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response) -> bool:
+    emulator = (
+        getattr(response, "status_code", 0) == 500
+        and _header(response, "content-type").startswith("text/plain")
+        and _text(response).strip() == EMULATOR_500
+    )
+    if emulator:
+        path = os.environ.get("EMULATOR_FAULTS_FILE")
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{case.method} {case.formatted_path}\n")
+        return False
+    return True

@@ -8,7 +8,7 @@ use e2e::{items_api_env, json_lines, watch_items_api};
 use std::process::Command;
 
 /// Examples per operation; seven operations plus schemathesis's own coverage phase.
-const MAX_EXAMPLES: &str = "600";
+const MAX_EXAMPLES: &str = "420";
 const MIN_REQUESTS: usize = 2000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,6 +28,7 @@ async fn schemathesis_finds_no_failure_in_2000_generated_requests() {
         .unwrap();
     let watch = watch_items_api(&items_api_env(stack, &arn, &[]), &["--concurrency", "2"]).await;
     let before = count_requests(&watch.output());
+    let faults_file = std::env::temp_dir().join(format!("emulator-faults-{}", devstack::random_token()));
 
     let out = Command::new(&schemathesis)
         .args(["run", "crates/items-api/openapi.json", "--url"])
@@ -49,6 +50,7 @@ async fn schemathesis_finds_no_failure_in_2000_generated_requests() {
         // Drops only bodies that are not UTF-8, which the emulator cannot deliver (see the file).
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("PYTHONPATH", root.join("tests"))
+        .env("EMULATOR_FAULTS_FILE", &faults_file)
         .output()
         .expect("run schemathesis");
     let report = format!(
@@ -62,6 +64,18 @@ async fn schemathesis_finds_no_failure_in_2000_generated_requests() {
     println!(
         "schemathesis: {requests} requests reached the function\n{}",
         summary.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    // Emulator-made 500s (see tests/schemathesis_hooks.py) are reported and bounded, not hidden.
+    let emulator_faults = std::fs::read_to_string(&faults_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&faults_file);
+    let emulator_faults: Vec<&str> = emulator_faults.lines().collect();
+    println!(
+        "cargo lambda watch answered {} request(s) itself with a 500 without invoking the function: {emulator_faults:?}",
+        emulator_faults.len()
+    );
+    assert!(
+        emulator_faults.len() * 100 <= requests,
+        "the emulator failed on over 1% of requests: too often to trust this run"
     );
     assert!(out.status.success(), "schemathesis found failures:\n{report}");
     assert!(

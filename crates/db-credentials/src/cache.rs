@@ -151,8 +151,15 @@ impl<B: SecretsBackend> SecretCache<B> {
                         ));
                     }
                 }
-                Err(e) if e.is_transient() => return Ok(self.serve_stale(&mut state, entry, &e)),
-                Err(e) => return Err(self.failed(e)),
+                Err(e) => {
+                    // Counted like a failed fetch: the alarm on SecretFetchErrors must see a
+                    // revalidation that is refused (access revoked, secret deleted) too.
+                    metrics::counter!(metric::SECRET_FETCH_ERRORS).increment(1);
+                    if e.is_transient() {
+                        return Ok(self.serve_stale(&mut state, entry, &e));
+                    }
+                    return Err(self.failed(e));
+                }
             }
         }
         self.fetch_current(&mut state).await

@@ -8,7 +8,7 @@
 pub const SECRET_FETCHES: &str = "SecretFetches";
 /// Latency of GetSecretValue, in milliseconds.
 pub const SECRET_FETCH_LATENCY_MS: &str = "SecretFetchLatencyMs";
-/// Secrets Manager reads that failed.
+/// Secrets Manager reads that failed (GetSecretValue, or the DescribeSecret revalidation).
 pub const SECRET_FETCH_ERRORS: &str = "SecretFetchErrors";
 /// DescribeSecret revalidations after the TTL.
 pub const SECRET_REVALIDATIONS: &str = "SecretRevalidations";
