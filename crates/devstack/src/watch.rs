@@ -143,7 +143,32 @@ impl Watch {
         })
     }
 
+    /// Waits until watch accepts connections on its port (it binds a moment after it starts).
+    ///
+    /// # Errors
+    /// A timeout with watch's output, or watch exiting.
+    pub async fn wait_listening(&mut self, timeout: Duration) -> Result<(), DevstackError> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(DevstackError::Tool {
+                    step: "cargo lambda watch",
+                    detail: format!("exited with {status}:\n{}", self.output()),
+                });
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(DevstackError::Tool {
+            step: "cargo lambda watch",
+            detail: format!("not listening after {timeout:?}:\n{}", self.output()),
+        })
+    }
+
     /// Stops watch and its functions now.
+
     pub fn stop(self) {
         drop(self);
     }

@@ -168,3 +168,64 @@ async fn the_binary_reports_ok_as_text_and_json_and_fails_with_exit_1() {
         assert!(!all.contains(&app.password), "password in db-doctor output");
     }
 }
+
+/// `.env` is read only when ENVIRONMENT is local (or unset), and never overrides a variable that
+/// is set: proved through the binary, in a directory holding a `.env`.
+#[tokio::test]
+async fn dotenv_is_read_only_locally_and_never_overrides_the_environment() {
+    let stack = Stack::shared();
+    let app = stack.create_app("dotenv").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("dotenv-{}", devstack::random_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = |password: &str| {
+        format!(
+            "postgres://{}:{password}@127.0.0.1:{}/{}",
+            app.role,
+            stack.postgres.port(),
+            app.dbname
+        )
+    };
+    std::fs::write(
+        dir.join(".env"),
+        format!(
+            "DATABASE_URL={}\nDB_SSL_ROOT_CERT={}\n",
+            url(&app.password),
+            stack.postgres.ca_cert().display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_db-doctor"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(&dir);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, Some(0), "ENVIRONMENT unset means local: .env is read\n{text}");
+    assert!(text.contains("source url"), "{text}");
+    let (code, text) = run(&[("ENVIRONMENT", "local".into())]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&[("ENVIRONMENT", "staging".into())]);
+    assert_eq!(code, Some(1), "outside local, .env is not read\n{text}");
+    assert!(text.contains("no database credentials configured"), "{text}");
+    let (code, text) = run(&[("DATABASE_URL", url("Pw-set-in-the-environment"))]);
+    assert_eq!(code, Some(1), "a set variable wins over .env\n{text}");
+    assert!(text.contains("password authentication failed"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        !text.contains(&app.password) && !text.contains("Pw-set-in-the-environment"),
+        "{text}"
+    );
+}
