@@ -168,7 +168,6 @@ impl Watch {
     }
 
     /// Stops watch and its functions now.
-
     pub fn stop(self) {
         drop(self);
     }
