@@ -31,7 +31,7 @@ rotate:
 # then proves no secret reached any log.
 EVIDENCE := $(CURDIR)/target/evidence
 
-test: deps
+test: deps test-infra
 	rm -rf $(EVIDENCE)
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
@@ -43,8 +43,7 @@ soak: deps
 	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak
 
-lint: deps
-
+lint: deps lint-infra
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

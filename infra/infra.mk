@@ -69,10 +69,6 @@ lint-infra:
 test-infra: lint-infra
 	python3 -m unittest discover -s $(INFRA_DIR)/tests -v
 
-# `make lint` and `make test` (root Makefile) run these too.
-lint: lint-infra
-test: test-infra
-
 # ------------------------------------------------------------------ deploy (needs AWS credentials)
 
 $(SAM):

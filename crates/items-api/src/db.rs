@@ -12,7 +12,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex as StdMutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -20,6 +20,9 @@ use tokio::sync::{Mutex, RwLock};
 
 /// Idle time after which a connection is checked before use.
 pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
+/// Bound on that check. A socket a NAT dropped while the environment was frozen often gets no
+/// reset, so a dead connection shows as silence: give up quickly and reconnect.
+pub const IDLE_PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on a single query (and on the idle check).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -45,17 +48,17 @@ impl Live {
 }
 
 /// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// No connection could be made.
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// Setting up a new connection (schema, statements) failed.
     #[error("preparing the connection failed: {0}")]
-    Setup(tokio_postgres::Error),
+    Setup(String),
     /// The query failed.
     #[error("query failed: {0}")]
-    Query(tokio_postgres::Error),
+    Query(Arc<tokio_postgres::Error>),
     /// The connection died during a non-idempotent operation, so it was not retried.
     #[error("the database connection was lost during the request")]
     Lost,
@@ -68,7 +71,10 @@ pub enum DbError {
 pub struct Db {
     database: Database,
     live: RwLock<Option<Arc<Live>>>,
-    connecting: Mutex<()>,
+    /// Single flight for connects. Holds the outcome of the last attempt, so callers that queued
+    /// behind a failed attempt share its error instead of each making their own.
+    connecting: Mutex<Attempt>,
+    attempts: AtomicU64,
     schema_ready: AtomicBool,
     fresh_per_request: bool,
 }
@@ -80,7 +86,8 @@ impl Db {
         Self {
             database,
             live: RwLock::new(None),
-            connecting: Mutex::new(()),
+            connecting: Mutex::new(Attempt::default()),
+            attempts: AtomicU64::new(0),
             schema_ready: AtomicBool::new(false),
             fresh_per_request,
         }
@@ -102,14 +109,32 @@ impl Db {
         if let Some(live) = self.shared().await {
             return Ok(live);
         }
-        // Single flight: one connect at a time; whoever waited takes the result.
-        let _guard = self.connecting.lock().await;
+        // Single flight: one connect at a time. Whoever queued behind an attempt takes its
+        // outcome, success or failure: with the database down, N concurrent invocations make one
+        // attempt, not N in a row (each of which can take the whole connect timeout).
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last = self.connecting.lock().await;
         if let Some(live) = self.live.read().await.clone().filter(|l| !l.conn.client.is_closed()) {
             return Ok(live);
         }
-        let live = self.open().await?;
-        *self.live.write().await = Some(live.clone());
-        Ok(live)
+        if self.attempts.load(Ordering::Acquire) != seen
+            && let Some(err) = &last.error
+        {
+            return Err(err.clone());
+        }
+        let outcome = self.open().await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match outcome {
+            Ok(live) => {
+                last.error = None;
+                *self.live.write().await = Some(live.clone());
+                Ok(live)
+            }
+            Err(e) => {
+                last.error = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     async fn shared(&self) -> Option<Arc<Live>> {
@@ -119,7 +144,7 @@ impl Db {
                 live.touch();
                 return Some(live);
             }
-            let ping = tokio::time::timeout(QUERY_TIMEOUT, live.conn.client.simple_query("")).await;
+            let ping = tokio::time::timeout(IDLE_PING_TIMEOUT, live.conn.client.simple_query("")).await;
             if matches!(ping, Ok(Ok(_))) {
                 live.touch();
                 return Some(live);
@@ -136,10 +161,10 @@ impl Db {
     async fn open(&self) -> Result<Arc<Live>, DbError> {
         let conn = self.database.connect().await?;
         if !self.schema_ready.load(Ordering::Acquire) {
-            store::ensure_schema(&conn.client).await.map_err(DbError::Setup)?;
+            store::ensure_schema(&conn.client).await.map_err(setup_error)?;
             self.schema_ready.store(true, Ordering::Release);
         }
-        let statements = Statements::prepare(&conn.client).await.map_err(DbError::Setup)?;
+        let statements = Statements::prepare(&conn.client).await.map_err(setup_error)?;
         Ok(Arc::new(Live {
             conn,
             statements,
@@ -175,12 +200,21 @@ impl Db {
                 }
                 tracing::info!(error = %e, "database connection lost; retrying once on a new connection");
                 let live = self.acquire().await?;
-                match tokio::time::timeout(QUERY_TIMEOUT, op(live)).await {
-                    Ok(result) => result.map_err(DbError::Query),
-                    Err(_) => Err(DbError::Timeout),
+                match tokio::time::timeout(QUERY_TIMEOUT, op(live.clone())).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(e)) => {
+                        if connection_lost(&e) {
+                            self.discard(&live).await;
+                        }
+                        Err(DbError::Query(Arc::new(e)))
+                    }
+                    Err(_) => {
+                        self.discard(&live).await;
+                        Err(DbError::Timeout)
+                    }
                 }
             }
-            Ok(Err(e)) => Err(DbError::Query(e)),
+            Ok(Err(e)) => Err(DbError::Query(Arc::new(e))),
             Err(_) => {
                 // A query that hangs may have wedged the connection; start clean next time.
                 self.discard(&live).await;
@@ -188,6 +222,20 @@ impl Db {
             }
         }
     }
+}
+
+/// The last connect attempt's outcome, shared with callers that queued behind it.
+#[derive(Default)]
+struct Attempt {
+    error: Option<DbError>,
+}
+
+fn setup_error(e: tokio_postgres::Error) -> DbError {
+    // The server's message (tokio-postgres's Display omits it for database errors).
+    DbError::Setup(match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    })
 }
 
 /// Whether an error means the connection is gone (as opposed to the statement failing).

@@ -239,8 +239,8 @@ pub(crate) async fn set_secret<S: SecretsApi, D: Database, R: RdsEndpoints>(
             expected,
         });
     }
-    let here = cx.endpoint(arn, AWSCURRENT, &current.secret, &[]).await?;
-    let there = cx.endpoint(arn, AWSPENDING, &pending.secret, &[]).await?;
+    let here = cx.endpoint(arn, AWSCURRENT, &current.secret, &desc.tags).await?;
+    let there = cx.endpoint(arn, AWSPENDING, &pending.secret, &desc.tags).await?;
     if here != there {
         return Err(Error::HostMismatch {
             secret: arn.clone(),
@@ -411,7 +411,7 @@ pub(crate) async fn test_secret<S: SecretsApi, D: Database, R: RdsEndpoints>(
 ) -> Result<Outcome, Error> {
     let arn = &desc.arn;
     let pending = cx.read(arn, AWSPENDING, Some(&cx.event.token)).await?;
-    let at = cx.endpoint(arn, AWSPENDING, &pending.secret, &[]).await?;
+    let at = cx.endpoint(arn, AWSPENDING, &pending.secret, &desc.tags).await?;
     record_user(pending.secret.username(), Some(&at));
     let tls = cx.tls(arn, &pending.secret)?;
     let mut session = match cx.login(&cx.creds(&pending, &at, &tls, Some(Stage::Pending))).await {

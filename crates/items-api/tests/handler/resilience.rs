@@ -97,3 +97,39 @@ async fn concurrent_invocations_share_one_connection_and_one_secret_fetch() {
         "single-flight connect: one connection for 64 concurrent invocations"
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_one_failed_connect_instead_of_queueing_their_own() {
+    // A database that accepts TCP and never answers: every connect runs into its timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    tokio::spawn({
+        let (accepted, held) = (accepted.clone(), held.clone());
+        async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.lock().await.push(socket);
+            }
+        }
+    });
+    let stack = Stack::shared();
+    let db = stack.create_app("blackhole").await.unwrap();
+    let mut secret = stack.secret_json(&db);
+    secret["port"] = port.into();
+    let arn = stack.create_secret(&Stack::secret_name("blackhole"), &secret).await.unwrap();
+    let app = Arc::new(app_with(stack, &vars(stack, &arn, &[("DB_CONNECT_TIMEOUT_MS", "400")])).await);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "bh")).await })
+        })
+        .collect();
+    for t in tasks {
+        let resp = t.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body_json(&resp)["detail"].as_str().unwrap().contains("did not answer in time"));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connect attempt, shared by all eight");
+}
