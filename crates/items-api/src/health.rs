@@ -13,13 +13,14 @@ pub fn liveness() -> Response<Body> {
 }
 
 /// `GET /health/db`: a connection (opened if needed), `SELECT 1` timed, where the credentials
-/// came from, TLS. 503 with the reason when unhealthy; never a secret.
+/// came from, TLS. 503 with the reason when unhealthy. The endpoint is as public as the API, so
+/// the body names no secret ARN, host, user or raw AWS error: those go to the log, with the
+/// request id, for operators.
 pub async fn database(db: &Db) -> Response<Body> {
     let status = db.database().provider().status();
     let cache = status.cache.clone().unwrap_or_default();
     let mut credentials = json!({
         "source": status.source.as_str(),
-        "secret_id": status.secret_id,
         "version_id": cache.version_id,
         "stage": cache.stage.map(Stage::label),
         "stale": cache.stale,
@@ -28,8 +29,12 @@ pub async fn database(db: &Db) -> Response<Body> {
         Ok(live) => live,
         Err(e) => {
             let reason = crate::unavailable(&e);
-            tracing::error!(error = %e, "health check: database unavailable");
-            credentials["last_error"] = cache.last_error.map(Value::String).unwrap_or(Value::Null);
+            tracing::error!(
+                error = %e,
+                secret_id = status.secret_id.as_deref().unwrap_or("-"),
+                last_secret_error = cache.last_error.as_deref().unwrap_or("-"),
+                "health check: database unavailable"
+            );
             return unhealthy(reason, credentials);
         }
     };

@@ -157,9 +157,19 @@ mod tests {
     #[test]
     fn bad_ids_are_400_and_unknown_paths_404() {
         for id in ["abc", "0", "-1", "1.5", "99999999999999999999", "1e3", " 1", "%31"] {
-            assert!(matches!(route(&Method::GET, &format!("/items/{id}")), Err(ApiError::BadRequest(_))), "{id:?}");
+            assert!(
+                matches!(
+                    route(&Method::GET, &format!("/items/{id}")),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{id:?}"
+            );
         }
-        assert_eq!(route(&Method::GET, "/items/"), Ok(Route::ListItems), "a trailing slash is the list");
+        assert_eq!(
+            route(&Method::GET, "/items/"),
+            Ok(Route::ListItems),
+            "a trailing slash is the list"
+        );
         assert!(matches!(route(&Method::GET, "/itemz"), Err(ApiError::NotFound(_))));
         assert!(matches!(route(&Method::GET, "/items/1/2"), Err(ApiError::NotFound(_))));
         assert!(matches!(route(&Method::GET, "/"), Err(ApiError::NotFound(_))));

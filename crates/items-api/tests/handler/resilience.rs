@@ -118,18 +118,33 @@ async fn concurrent_requests_share_one_failed_connect_instead_of_queueing_their_
     let db = stack.create_app("blackhole").await.unwrap();
     let mut secret = stack.secret_json(&db);
     secret["port"] = port.into();
-    let arn = stack.create_secret(&Stack::secret_name("blackhole"), &secret).await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("blackhole"), &secret)
+        .await
+        .unwrap();
     let app = Arc::new(app_with(stack, &vars(stack, &arn, &[("DB_CONNECT_TIMEOUT_MS", "400")])).await);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let app = app.clone();
-            tokio::spawn(async move { app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "bh")).await })
+            tokio::spawn(async move {
+                app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "bh"))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
         let resp = t.await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body_json(&resp)["detail"].as_str().unwrap().contains("did not answer in time"));
+        assert!(
+            body_json(&resp)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("did not answer in time")
+        );
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connect attempt, shared by all eight");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connect attempt, shared by all eight"
+    );
 }

@@ -866,15 +866,36 @@ async fn child_secret_whose_host_comes_from_rds_tags_rotates_through_every_step(
     let h = harness(Strategy::SingleUser);
     let mut no_host = secret_json("app", "pw-0");
     no_host.as_object_mut().unwrap().remove("host");
-    h.model().put_version(&h.arn, "tagged", Some(&no_host.to_string()), &[AWSCURRENT]);
-    h.model().set_tags(&h.arn, &[("aws:rds:primaryDBInstanceArn", "arn:aws:rds:us-east-1:123456789012:db:itemsdb")]);
+    h.model()
+        .put_version(&h.arn, "tagged", Some(&no_host.to_string()), &[AWSCURRENT]);
+    h.model().set_tags(
+        &h.arn,
+        &[(
+            "aws:rds:primaryDBInstanceArn",
+            "arn:aws:rds:us-east-1:123456789012:db:itemsdb",
+        )],
+    );
     let token = h.begin();
     for step in [Step::Create, Step::Set, Step::Test, Step::Finish] {
         h.step(&token, step).await.unwrap_or_else(|e| panic!("{step:?}: {e}"));
     }
-    assert!(h.rds.0.lock().unwrap().iter().all(|t| *t == RdsTarget::Instance("itemsdb".into())));
-    assert!(h.db.connects().iter().any(|(u, host)| u == "app" && *host == format!("{HOST}:{PORT}")));
-    assert_eq!(h.model().version_with(&h.arn, AWSCURRENT).as_deref(), Some(token.as_str()));
+    assert!(
+        h.rds
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| *t == RdsTarget::Instance("itemsdb".into()))
+    );
+    assert!(
+        h.db.connects()
+            .iter()
+            .any(|(u, host)| u == "app" && *host == format!("{HOST}:{PORT}"))
+    );
+    assert_eq!(
+        h.model().version_with(&h.arn, AWSCURRENT).as_deref(),
+        Some(token.as_str())
+    );
 }
 
 #[tokio::test]
