@@ -202,10 +202,17 @@ impl<B: SecretsBackend> SecretCache<B> {
         Ok(Some(self.parse(value, Stage::Pending)?))
     }
 
-    /// Uses `entry` (a pending value the database accepted) for new connections from now on.
-    pub async fn adopt(&self, entry: CachedSecret) {
+    /// Uses `entry` (a pending value the database accepted) for new connections from now on, if
+    /// the cache still holds the version the database refused (`refused_version`). Returns whether
+    /// it did: another caller may have cached a newer `AWSCURRENT` while this one was connecting,
+    /// and that must not be replaced by an older pending value.
+    pub async fn adopt(&self, entry: CachedSecret, refused_version: &str) -> bool {
         let mut state = self.state.lock().await;
+        if state.entry.as_ref().is_some_and(|e| e.version_id != refused_version) {
+            return false;
+        }
         self.store(&mut state, entry);
+        true
     }
 
     /// A snapshot for health reporting; never waits on a refresh in progress.
@@ -488,7 +495,7 @@ mod tests {
         cache.backend.put("v2", "p2", &[AWSPENDING]);
         let pending = cache.pending().await.unwrap().expect("pending value");
         assert_eq!((pending.stage, password(&pending).as_str()), (Stage::Pending, "p2"));
-        cache.adopt(pending).await;
+        assert!(cache.adopt(pending, "v1").await);
         let got = cache.get().await.unwrap();
         assert_eq!(
             (got.version_id.as_str(), got.stage),
@@ -503,6 +510,19 @@ mod tests {
             3,
             "initial fetch and two pending reads; revalidations use DescribeSecret only"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pending_value_never_replaces_a_newer_current_one() {
+        let cache = SecretCache::new(Fake::with_current("p1"), "s", Duration::from_secs(300));
+        cache.get().await.unwrap();
+        cache.backend.put("v2", "p2", &[AWSPENDING]);
+        let pending = cache.pending().await.unwrap().expect("pending");
+        // Meanwhile the rotation finished and another caller refreshed to the new AWSCURRENT.
+        cache.backend.put("v3", "p3", &[AWSCURRENT]);
+        cache.refresh_after_auth_failure("v1").await.unwrap();
+        assert!(!cache.adopt(pending, "v1").await, "v1 is no longer cached: nothing to replace");
+        assert_eq!(cache.get().await.unwrap().version_id, "v3");
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Limits on recovering from a refused login.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoveryPolicy {
-    /// Connection attempts in all, the first included.
+    /// Attempts in all: logins (the first included) and rounds that found nothing newer to try.
     pub max_attempts: u32,
     /// Wall time after which no new attempt starts.
     pub budget: Duration,
@@ -66,70 +66,92 @@ impl Database {
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
         let started = Instant::now();
         let kind = self.provider.kind();
-        let mut creds = self
-            .provider
-            .current()
-            .await
-            .map_err(|e| ConnectError::credentials(kind, e))?;
-        let mut attempts = 0;
+        let creds = self.provider.current().await.map_err(|e| ConnectError::credentials(kind, e))?;
+        match self.try_connect(&creds).await {
+            Ok(conn) => Ok(conn),
+            Err(e) if e.is_auth() && self.provider.can_refresh() => self.recover(creds, e, started).await,
+            Err(e) => {
+                if e.is_auth() {
+                    metrics::counter!(metric::AUTH_FAILURES_UNRECOVERED).increment(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// After a refused login: connect only with credentials not refused yet — a re-read
+    /// `AWSCURRENT` that moved, else (once) `AWSPENDING` — and wait between re-reads while nothing
+    /// newer exists. Every Secrets Manager call is bounded by what is left of the budget.
+    async fn recover(&self, first: Credentials, first_error: ConnectError, started: Instant) -> Result<Connection, ConnectError> {
+        let kind = self.provider.kind();
+        let unrecovered = |e: ConnectError| {
+            metrics::counter!(metric::AUTH_FAILURES_UNRECOVERED).increment(1);
+            Err(e)
+        };
+        let mut refused_versions = vec![first.origin.version_id.clone()];
+        let mut current = first;
+        let mut last = first_error;
+        let mut attempts = 1;
         let mut tried_pending = false;
         let mut backoff = self.policy.backoff;
         loop {
-            attempts += 1;
-            let err = match self.try_connect(&creds).await {
-                Ok(conn) => {
-                    if attempts > 1 {
-                        metrics::counter!(metric::AUTH_FAILURES_RECOVERED).increment(1);
-                        tracing::info!(attempts, user = %creds.user, version_id = creds.origin.version_id.as_deref().unwrap_or("-"), "recovered from refused credentials");
-                    }
-                    return Ok(conn);
-                }
-                Err(e) => e,
-            };
-            let out_of_budget = attempts >= self.policy.max_attempts || started.elapsed() >= self.policy.budget;
-            if !err.is_auth() || !self.provider.can_refresh() || out_of_budget {
-                if err.is_auth() {
-                    metrics::counter!(metric::AUTH_FAILURES_UNRECOVERED).increment(1);
-                }
-                return Err(err);
-            }
             tracing::warn!(
-                user = %err.user,
-                host = %err.host,
-                version_id = creds.origin.version_id.as_deref().unwrap_or("-"),
-                sqlstate = err.sqlstate.as_deref().unwrap_or("-"),
+                user = %last.user,
+                host = %last.host,
+                version_id = refused_versions.last().cloned().flatten().as_deref().unwrap_or("-"),
+                sqlstate = last.sqlstate.as_deref().unwrap_or("-"),
                 "database refused the credentials; refreshing"
             );
-            let as_connect_error = |e| ConnectError::credentials(kind, e);
-            if let Some(fresh) = self
-                .provider
-                .after_auth_failure(&creds)
-                .await
-                .map_err(as_connect_error)?
-            {
-                creds = fresh;
-                continue;
-            }
-            if !tried_pending {
-                tried_pending = true;
-                if let Some(pending) = self.provider.pending(&creds).await.map_err(as_connect_error)? {
-                    attempts += 1;
-                    match self.try_connect(&pending).await {
-                        Ok(conn) => {
-                            self.provider.adopt(&pending).await;
-                            metrics::counter!(metric::AUTH_FAILURES_RECOVERED).increment(1);
-                            tracing::info!(user = %pending.user, version_id = pending.origin.version_id.as_deref().unwrap_or("-"), "connected with AWSPENDING credentials (rotation in progress)");
-                            return Ok(conn);
-                        }
-                        Err(e) if e.is_auth() => {}
-                        Err(e) => return Err(e),
+            // Find credentials not tried yet.
+            let (next, is_pending) = loop {
+                let remaining = self.policy.budget.saturating_sub(started.elapsed());
+                if remaining.is_zero() || attempts >= self.policy.max_attempts {
+                    return unrecovered(last);
+                }
+                let refreshed = tokio::time::timeout(remaining, self.provider.after_auth_failure(&current)).await;
+                match refreshed {
+                    Err(_) => return unrecovered(last),
+                    Ok(Err(e)) => return Err(ConnectError::credentials(kind, e)),
+                    Ok(Ok(Some(fresh))) if !refused_versions.contains(&fresh.origin.version_id) => break (fresh, false),
+                    Ok(Ok(_)) => {}
+                }
+                if !tried_pending {
+                    tried_pending = true;
+                    match tokio::time::timeout(remaining, self.provider.pending(&current)).await {
+                        Err(_) => return unrecovered(last),
+                        Ok(Err(e)) => return Err(ConnectError::credentials(kind, e)),
+                        Ok(Ok(Some(p))) if !refused_versions.contains(&p.origin.version_id) => break (p, true),
+                        Ok(Ok(_)) => {}
                     }
                 }
+                // Nothing newer yet: the rotation may be moving AWSCURRENT right now. An empty round
+                // counts as an attempt, so a password that is simply wrong fails in seconds.
+                attempts += 1;
+                let remaining = self.policy.budget.saturating_sub(started.elapsed());
+                tokio::time::sleep(backoff.min(remaining)).await;
+                backoff *= 2;
+            };
+            attempts += 1;
+            match self.try_connect(&next).await {
+                Ok(conn) => {
+                    if is_pending {
+                        self.provider.adopt(&next, &current).await;
+                        tracing::info!(user = %next.user, version_id = next.origin.version_id.as_deref().unwrap_or("-"), "connected with AWSPENDING credentials (rotation in progress)");
+                    } else {
+                        tracing::info!(attempts, user = %next.user, version_id = next.origin.version_id.as_deref().unwrap_or("-"), "recovered from refused credentials");
+                    }
+                    metrics::counter!(metric::AUTH_FAILURES_RECOVERED).increment(1);
+                    return Ok(conn);
+                }
+                Err(e) if e.is_auth() => {
+                    refused_versions.push(next.origin.version_id.clone());
+                    if !is_pending {
+                        current = next;
+                    }
+                    last = e;
+                }
+                Err(e) => return Err(e),
             }
-            // Nothing newer yet: the rotation may be moving AWSCURRENT right now.
-            let remaining = self.policy.budget.saturating_sub(started.elapsed());
-            tokio::time::sleep(backoff.min(remaining)).await;
-            backoff *= 2;
         }
     }
 

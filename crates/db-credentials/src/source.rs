@@ -388,11 +388,14 @@ impl CredentialProvider {
         Ok(Some(self.credentials_from(entry).await?))
     }
 
-    /// Keeps using `creds` (pending credentials the database accepted) for new connections.
-    pub async fn adopt(&self, creds: &Credentials) {
+    /// Keeps using `creds` (pending credentials the database accepted) for new connections, in
+    /// place of `refused` — unless another caller has cached something else meanwhile.
+    pub async fn adopt(&self, creds: &Credentials, refused: &Credentials) {
         if let (Backend::SecretsManager { cache, .. }, Some(entry)) = (&self.backend, &creds.cached) {
-            cache.adopt(entry.clone()).await;
-            self.announce(creds);
+            let refused_version = refused.origin.version_id.as_deref().unwrap_or_default();
+            if cache.adopt(entry.clone(), refused_version).await {
+                self.announce(creds);
+            }
         }
     }
 
