@@ -521,7 +521,10 @@ mod tests {
         // Meanwhile the rotation finished and another caller refreshed to the new AWSCURRENT.
         cache.backend.put("v3", "p3", &[AWSCURRENT]);
         cache.refresh_after_auth_failure("v1").await.unwrap();
-        assert!(!cache.adopt(pending, "v1").await, "v1 is no longer cached: nothing to replace");
+        assert!(
+            !cache.adopt(pending, "v1").await,
+            "v1 is no longer cached: nothing to replace"
+        );
         assert_eq!(cache.get().await.unwrap().version_id, "v3");
     }
 

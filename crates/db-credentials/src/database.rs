@@ -66,7 +66,11 @@ impl Database {
     pub async fn connect(&self) -> Result<Connection, ConnectError> {
         let started = Instant::now();
         let kind = self.provider.kind();
-        let creds = self.provider.current().await.map_err(|e| ConnectError::credentials(kind, e))?;
+        let creds = self
+            .provider
+            .current()
+            .await
+            .map_err(|e| ConnectError::credentials(kind, e))?;
         match self.try_connect(&creds).await {
             Ok(conn) => Ok(conn),
             Err(e) if e.is_auth() && self.provider.can_refresh() => self.recover(creds, e, started).await,
@@ -82,7 +86,12 @@ impl Database {
     /// After a refused login: connect only with credentials not refused yet — a re-read
     /// `AWSCURRENT` that moved, else (once) `AWSPENDING` — and wait between re-reads while nothing
     /// newer exists. Every Secrets Manager call is bounded by what is left of the budget.
-    async fn recover(&self, first: Credentials, first_error: ConnectError, started: Instant) -> Result<Connection, ConnectError> {
+    async fn recover(
+        &self,
+        first: Credentials,
+        first_error: ConnectError,
+        started: Instant,
+    ) -> Result<Connection, ConnectError> {
         let kind = self.provider.kind();
         let unrecovered = |e: ConnectError| {
             metrics::counter!(metric::AUTH_FAILURES_UNRECOVERED).increment(1);
@@ -112,7 +121,9 @@ impl Database {
                 match refreshed {
                     Err(_) => return unrecovered(last),
                     Ok(Err(e)) => return Err(ConnectError::credentials(kind, e)),
-                    Ok(Ok(Some(fresh))) if !refused_versions.contains(&fresh.origin.version_id) => break (fresh, false),
+                    Ok(Ok(Some(fresh))) if !refused_versions.contains(&fresh.origin.version_id) => {
+                        break (fresh, false);
+                    }
                     Ok(Ok(_)) => {}
                 }
                 if !tried_pending {

@@ -156,11 +156,18 @@ impl Moto {
             _ => DevstackError::io("start moto_server", e),
         })?;
         let pid = child.id();
-        let guardian = Guardian::spawn(&format!(
-            "kill {pid} 2>/dev/null\ni=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\nkill -9 {pid} 2>/dev/null\n{}\nrm -rf {}",
-            crate::evidence::copy_line(&dir.join("moto.log"), "moto"),
-            sh_quote(&dir.to_string_lossy())
-        ))
+        let guardian = Guardian::spawn(
+            &crate::guard::if_cmdline(
+                pid,
+                "moto_server",
+                &format!("kill {pid}\ni=0; while kill -0 {pid} 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done\nkill -9 {pid} 2>/dev/null"),
+            ),
+            &format!(
+                "{}\nrm -rf {}",
+                crate::evidence::copy_line(&dir.join("moto.log"), "moto"),
+                sh_quote(&dir.to_string_lossy())
+            ),
+        )
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
         let mut moto = Self {
             port,
@@ -384,25 +391,17 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        // Signal and reap it here: the guardian cannot reap our child, and would wait on the zombie.
+        // Stop it while it is still unreaped (its PID cannot be reused until we wait), then reap
+        // it, then tell the guardian only the cleanup is left.
+        let pid = self.pid();
         let _ = self.resume();
-        let _ = signal(self.pid(), "TERM");
-        reap(&mut self.child, Duration::from_secs(3));
-        self.guardian.fire();
-    }
-}
-
-/// Waits up to `timeout` for `child` to exit, then kills it.
-pub(crate) fn reap(child: &mut Child, timeout: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        crate::signal::process(pid, "TERM");
+        if !crate::guard::wait_exited(pid, Duration::from_secs(3)) {
+            crate::signal::process(pid, "KILL");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let _ = self.child.wait();
+        self.guardian.fire_reaped();
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn url_encode(s: &str) -> String {

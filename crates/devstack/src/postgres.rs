@@ -51,16 +51,22 @@ impl Postgres {
         set_mode(&dir, 0o755)?;
         // Registered first, so a failure half-way still removes the directory.
         let data = dir.join("data");
-        let guardian = Guardian::spawn(&format!(
-            "{stop} >/dev/null 2>&1\n{copy}\nrm -rf {dir}",
-            copy = crate::evidence::copy_line(&dir.join("server.log"), "postgres"),
-            stop = as_postgres_sh(&format!(
-                "{} -D {} -m fast -w -t 20 stop",
-                sh_quote(&bin.join("pg_ctl").to_string_lossy()),
-                sh_quote(&data.to_string_lossy())
-            )),
-            dir = sh_quote(&dir.to_string_lossy())
-        ))
+        // pg_ctl finds the postmaster through the data directory's pid file, which it checks.
+        let guardian = Guardian::spawn(
+            &format!(
+                "{} >/dev/null 2>&1",
+                as_postgres_sh(&format!(
+                    "{} -D {} -m fast -w -t 20 stop",
+                    sh_quote(&bin.join("pg_ctl").to_string_lossy()),
+                    sh_quote(&data.to_string_lossy())
+                ))
+            ),
+            &format!(
+                "{}\nrm -rf {}",
+                crate::evidence::copy_line(&dir.join("server.log"), "postgres"),
+                sh_quote(&dir.to_string_lossy())
+            ),
+        )
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
 
         let superuser_password = random_token();

@@ -55,10 +55,14 @@ impl Watch {
         // The shell's builtin kill reads "-PGID" as a group (procps' /bin/kill would not: see
         // `signal`); dash's builtin does not accept "--".
 
-        let guardian = Guardian::spawn(&format!(
-            "kill -TERM -{pid} 2>/dev/null\ni=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\nkill -KILL -{pid} 2>/dev/null\n{}",
-            crate::evidence::copy_line(&log, "functions-under-watch")
-        ))
+        let guardian = Guardian::spawn(
+            &crate::guard::if_cmdline(
+                pid,
+                "lambda",
+                &format!("kill -TERM -{pid} 2>/dev/null\ni=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\nkill -KILL -{pid} 2>/dev/null"),
+            ),
+            &crate::evidence::copy_line(&log, "functions-under-watch"),
+        )
         .map_err(|e| DevstackError::io("start the cleanup guardian", e))?;
         let mut watch = Self {
             port,
@@ -175,11 +179,15 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // SIGTERM makes cargo-lambda stop the functions it runs; reap it here, then the guardian
-        // SIGKILLs whatever is left in the group.
-        crate::signal::group(self.child.id(), "TERM");
-        crate::moto::reap(&mut self.child, Duration::from_secs(5));
-        self.guardian.fire();
+        // SIGTERM makes cargo-lambda stop the functions it runs (they have process groups of their
+        // own). While the leader is unreaped its process group cannot be reused, so the group
+        // signals here can only reach watch itself and what stayed in its group.
+        let pid = self.child.id();
+        crate::signal::group(pid, "TERM");
+        crate::guard::wait_exited(pid, Duration::from_secs(5));
+        crate::signal::group(pid, "KILL");
+        let _ = self.child.wait();
+        self.guardian.fire_reaped();
         let _ = std::fs::remove_file(&self.log);
     }
 }
