@@ -27,6 +27,7 @@ pub mod config;
 pub mod connect;
 pub mod database;
 pub mod doctor;
+pub mod logging;
 pub mod metric;
 pub mod rds;
 pub mod secret;

@@ -8,7 +8,8 @@ use std::{convert::Infallible, sync::Arc};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    // lambda_runtime's default format and levels, with caps on what dependencies log at TRACE.
+    db_credentials::logging::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     db_credentials::log_config(&config);
     let vars: db_credentials::config::Vars = std::env::vars().collect();

@@ -43,7 +43,8 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod failpoint;
-pub mod logging;
+/// The log set-up with its caps, shared with items-api.
+pub use db_credentials::logging;
 pub mod model;
 pub mod password;
 pub mod rds;

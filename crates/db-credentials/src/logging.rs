@@ -1,14 +1,22 @@
-//! The function's log set-up: lambda_runtime's default (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`,
+//! The functions' log set-up: lambda_runtime's default (JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`,
 //! level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO), with caps that hold whatever
-//! level is asked for, because some dependencies log what this function must never log.
+//! level is asked for, because some dependencies log at TRACE or DEBUG what a function handling
+//! database credentials must never log. Both Lambdas install it first thing in `main`.
 
 use tracing_subscriber::{EnvFilter, filter::Directive};
 
 /// Targets kept at or below a level, whatever the configured level:
-/// * lambda_runtime logs the raw event, `RotationToken` included, at TRACE;
+/// * lambda_runtime logs the raw event (a `RotationToken`, request headers) at TRACE;
+/// * the AWS SDK's orchestrator logs each HTTP request with `Debug` at TRACE; the body shows as
+///   an opaque handle today, but a PutSecretValue body would be the secret and its token;
 /// * tokio-postgres logs each statement, the password verifier included, at DEBUG (through the
 ///   `log` crate, which reaches these logs only if a log bridge is ever installed).
-pub const CAPS: [&str; 2] = ["lambda_runtime=debug", "tokio_postgres=info"];
+pub const CAPS: [&str; 4] = [
+    "lambda_runtime=debug",
+    "aws_smithy_runtime=debug",
+    "aws_smithy_runtime_api=debug",
+    "tokio_postgres=info",
+];
 
 /// The filter for `level` (an `EnvFilter` directive string such as `info` or `debug,hyper=warn`),
 /// with [`CAPS`] added last so they win.
@@ -72,12 +80,13 @@ mod tests {
             tracing::subscriber::with_default(subscriber, || {
                 tracing::trace!(target: "lambda_runtime::layers::api_response", body = "rt-secret", "raw JSON event");
                 tracing::debug!(target: "tokio_postgres::simple_query", "executing statement batch: verifier");
+                tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", request = "sdk-secret", "send");
                 tracing::trace!(target: "rotation::steps", "ours-at-trace");
                 tracing::debug!(target: "lambda_runtime::runtime", "runtime-at-debug");
             });
             let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
             assert!(
-                !text.contains("rt-secret") && !text.contains("verifier"),
+                !text.contains("rt-secret") && !text.contains("verifier") && !text.contains("sdk-secret"),
                 "{level}: {text}"
             );
             assert!(
