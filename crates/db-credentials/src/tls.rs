@@ -111,7 +111,7 @@ impl TlsSettings {
     /// `ssl` / `ssl_cert_path`.
     ///
     /// * default: `verify-full` when a root certificate is configured, otherwise `require`;
-    /// * `ssl: false` in the secret with no `DB_SSLMODE` means `disable`;
+    /// * `ssl: false` in the secret changes nothing: plaintext takes an explicit `DB_SSLMODE`;
     /// * `ssl: true` turns `prefer` into `require` and makes `disable` an error: no silent plaintext;
     /// * production refuses `disable` and `prefer`.
     ///
@@ -130,11 +130,9 @@ impl TlsSettings {
         } else {
             SslMode::Require
         };
-        let mut mode = match (env_mode, secret_ssl) {
-            (Some(m), _) => m,
-            (None, Some(false)) => SslMode::Disable,
-            (None, _) => default,
-        };
+        // `ssl: false` in a secret does not turn TLS off: whoever can write the secret must not be
+        // able to downgrade the connection. Plaintext takes an explicit DB_SSLMODE.
+        let mut mode = env_mode.unwrap_or(default);
         if secret_ssl == Some(true) {
             match mode {
                 SslMode::Disable => return Err(TlsError::SecretRequiresTls),
@@ -281,10 +279,7 @@ mod tests {
                 Err(TlsError::PlaintextInProduction { .. })
             ));
         }
-        assert!(matches!(
-            resolve(None, None, Some(false), Production),
-            Err(TlsError::PlaintextInProduction { .. })
-        ));
+        assert_eq!(resolve(None, None, Some(false), Production).unwrap().mode, SslMode::Require);
         assert_eq!(
             resolve(Some(SslMode::Require), None, None, Production).unwrap().mode,
             SslMode::Require
@@ -301,7 +296,12 @@ mod tests {
             resolve(Some(SslMode::Disable), None, Some(true), Local),
             Err(TlsError::SecretRequiresTls)
         ));
-        assert_eq!(resolve(None, None, Some(false), Local).unwrap().mode, SslMode::Disable);
+        assert_eq!(
+            resolve(None, None, Some(false), Local).unwrap().mode,
+            SslMode::Require,
+            "ssl: false in a secret does not turn TLS off"
+        );
+        assert_eq!(resolve(Some(SslMode::Disable), None, Some(false), Local).unwrap().mode, SslMode::Disable);
     }
 
     #[test]

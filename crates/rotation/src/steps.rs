@@ -304,7 +304,7 @@ async fn set_own_password<S: SecretsApi, D: Database, R: RdsEndpoints>(
         Err(DbError::PermissionDenied(_)) if current.secret.masterarn().is_some() => {
             drop(session);
             tracing::info!("may not change its own password; using the master secret");
-            let (mut master_session, master_user) = master_session(cx, arn, current, here).await?;
+            let (mut master_session, master_user) = master_session(cx, arn, current, here, &tls).await?;
             cx.doing("ALTER ROLE (master)");
             master_session
                 .set_password(user, pending.secret.password())
@@ -338,7 +338,7 @@ async fn set_with_master<S: SecretsApi, D: Database, R: RdsEndpoints>(
             });
         }
     }
-    let (mut session, master_user) = master_session(cx, arn, current, here).await?;
+    let (mut session, master_user) = master_session(cx, arn, current, here, tls).await?;
     let (user, member_of) = (pending.secret.username(), current.secret.username());
     cx.doing("CREATE/ALTER ROLE");
     let change = session
@@ -359,12 +359,15 @@ async fn set_with_master<S: SecretsApi, D: Database, R: RdsEndpoints>(
 }
 
 /// A session as the user of the secret `masterarn` names, on the current version's host and in
-/// its database. Returns the session and the master's user name.
+/// its database, with the current version's TLS settings (same host, so the same rules: neither
+/// the master secret nor a pending version can weaken them). Returns the session and the master's
+/// user name.
 async fn master_session<S: SecretsApi, D: Database, R: RdsEndpoints>(
     cx: &Ctx<'_, S, D, R>,
     arn: &str,
     current: &Version,
     here: &Endpoint,
+    tls: &TlsSettings,
 ) -> Result<(D::Session, String), Error> {
     let master_arn = current
         .secret
@@ -390,9 +393,8 @@ async fn master_session<S: SecretsApi, D: Database, R: RdsEndpoints>(
             master_host: master_at.host,
         });
     }
-    let master_tls = cx.tls(master_arn, &master.secret)?;
     // The master logs into the child's database (AWS's PR #122), where its grants are made.
-    let mut creds = cx.creds(&master, &master_at, &master_tls, None);
+    let mut creds = cx.creds(&master, &master_at, tls, None);
     creds.dbname = current.secret.dbname().to_owned();
     match cx.login(&creds).await {
         Ok(session) => Ok((session, master.secret.username().to_owned())),
