@@ -64,6 +64,9 @@ pub enum DevstackError {
     /// An AWS call to moto failed.
     #[error("aws: {0}")]
     Aws(String),
+    /// A rotation function broke the protocol's contract.
+    #[error("rotation contract broken: {0}")]
+    Contract(String),
     /// A rotation step failed.
     #[error("rotation step {step} failed: {message}")]
     Step {

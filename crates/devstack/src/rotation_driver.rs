@@ -339,7 +339,8 @@ impl RotationDriver {
     }
 
     /// What the service does after a successful finishSecret: removes `AWSPENDING` from the token
-    /// if it still carries it.
+    /// if it still carries it. First checks the function kept its side of the contract: the token
+    /// is `AWSCURRENT` and `AWSPENDING` is on no other version.
     ///
     /// # Errors
     /// When moto refuses.
@@ -351,10 +352,17 @@ impl RotationDriver {
             .send()
             .await
             .map_err(|e| DevstackError::Aws(DisplayErrorContext(e).to_string()))?;
-        let pending_on_token = desc
-            .version_ids_to_stages()
-            .and_then(|m| m.get(token))
-            .is_some_and(|stages| stages.iter().any(|s| s == "AWSPENDING"));
+        // The function's side of the contract, checked before the service's cleanup hides it:
+        // finishSecret made the token AWSCURRENT, and AWSPENDING sits on no other version.
+        let stages = desc.version_ids_to_stages().cloned().unwrap_or_default();
+        let has = |version: &str, stage: &str| stages.get(version).is_some_and(|s| s.iter().any(|l| l == stage));
+        if !has(token, "AWSCURRENT") {
+            return Err(DevstackError::Contract(format!("after finishSecret, version {token} is not AWSCURRENT: {stages:?}")));
+        }
+        if let Some(other) = stages.keys().find(|v| *v != token && has(v, "AWSPENDING")) {
+            return Err(DevstackError::Contract(format!("after finishSecret, AWSPENDING is left on version {other}: {stages:?}")));
+        }
+        let pending_on_token = has(token, "AWSPENDING");
         if pending_on_token {
             self.sm
                 .update_secret_version_stage()
