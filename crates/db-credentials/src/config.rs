@@ -114,7 +114,7 @@ impl FromStr for SourceKind {
 }
 
 /// A configuration problem. Names the variable; echoes a value only when it cannot be a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// No source is configured.
     #[error(
@@ -174,6 +174,20 @@ pub enum ConfigError {
     PlaintextInProduction {
         /// The refused mode.
         mode: SslMode,
+    },
+    /// A number outside its range, or not a whole number.
+    #[error("{var} must be a whole number of {unit} from {min} to {max}, got {got:?}")]
+    OutOfRange {
+        /// Variable name.
+        var: &'static str,
+        /// What the number counts.
+        unit: &'static str,
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+        /// The value given.
+        got: String,
     },
     /// The `.env` file exists but cannot be read.
     #[error("cannot read .env: {0}")]
@@ -298,13 +312,23 @@ pub struct Config {
 /// A snapshot of variables.
 pub type Vars = BTreeMap<String, String>;
 
-impl Config {
-    /// Reads the process environment, plus `.env` in the working directory when `ENVIRONMENT` is
-    /// `local` (or unset). A `.env` value never overrides a variable that is set.
+/// The variables a process starts with: its environment, plus `.env` in the working directory
+/// when `ENVIRONMENT` is `local` (or unset). A `.env` value never overrides a variable that is set.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedVars {
+    /// The merged snapshot.
+    pub vars: Vars,
+    /// Whether `.env` contributed anything.
+    pub dotenv_loaded: bool,
+}
+
+impl LoadedVars {
+    /// Reads the process environment and, on a developer machine, `.env`.
     ///
     /// # Errors
-    /// [`ConfigError`] describing the first problem found.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// [`ConfigError::DotEnv`] when `.env` exists but cannot be read or parsed (the message never
+    /// quotes the file: a line of it may hold a password).
+    pub fn load() -> Result<Self, ConfigError> {
         let mut vars: Vars = std::env::vars().collect();
         let local = vars
             .get("ENVIRONMENT")
@@ -323,19 +347,90 @@ impl Config {
                 Err(e) => return Err(ConfigError::DotEnv(dotenv_reason(&e))),
             }
         }
-        let mut config = Self::from_vars(&vars)?;
-        config.dotenv_loaded = dotenv_loaded;
-        Ok(config)
+        Ok(Self { vars, dotenv_loaded })
     }
+}
 
-    /// Builds the configuration from a snapshot of variables.
+/// A variable's value, trimmed; `None` when unset or blank.
+pub fn var<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {
+    vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// Reads a boolean the way AWS's rotation templates do (`value.lower() in ['true', '1', 'y',
+/// 'yes']`): those are true; `false`, `0`, `n`, `no` and the empty string are false; anything else
+/// is a typo and an error naming the variable, never a silent false. Every function of this
+/// workspace reads booleans with this.
+///
+/// # Errors
+/// [`ConfigError::Invalid`].
+pub fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "y" | "yes" => Ok(true),
+        "false" | "0" | "n" | "no" | "" => Ok(false),
+        _ => Err(invalid(var, "true/1/y/yes or false/0/n/no", value)),
+    }
+}
+
+/// A boolean variable, `default` when unset.
+///
+/// # Errors
+/// [`ConfigError::Invalid`], as [`parse_bool`].
+pub fn bool_var(vars: &Vars, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    vars.get(name).map_or(Ok(default), |v| parse_bool(name, v))
+}
+
+/// A whole number from `min` to `max` counting `unit`, `None` when unset or blank.
+///
+/// # Errors
+/// [`ConfigError::OutOfRange`], naming the variable, the unit and the range.
+pub fn number_var(
+    vars: &Vars,
+    name: &'static str,
+    unit: &'static str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = var(vars, name) else { return Ok(None) };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError::OutOfRange {
+            var: name,
+            unit,
+            min,
+            max,
+            got: v.to_owned(),
+        }),
+    }
+}
+
+/// A duration given in milliseconds (the `*_MS` variables), `None` when unset or blank.
+///
+/// # Errors
+/// [`ConfigError::OutOfRange`].
+pub fn millis_var(vars: &Vars, name: &'static str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
+    Ok(number_var(vars, name, "milliseconds", min, max)?.map(Duration::from_millis))
+}
+
+/// The settings every function reads the same way to reach its database: `ENVIRONMENT`,
+/// `DB_SSLMODE` (a plaintext mode is refused in production) and `DB_SSL_ROOT_CERT`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsEnv {
+    /// `ENVIRONMENT` (default local).
+    pub environment: Environment,
+    /// `DB_SSLMODE`; unset means [`TlsSettings::resolve`](crate::TlsSettings::resolve)'s default.
+    pub ssl_mode: Option<SslMode>,
+    /// `DB_SSL_ROOT_CERT`: CA bundle for verify-ca / verify-full.
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl TlsEnv {
+    /// Reads the three variables.
     ///
     /// # Errors
-    /// [`ConfigError`] describing the first problem found.
+    /// [`ConfigError::Invalid`] for an unknown environment or mode;
+    /// [`ConfigError::PlaintextInProduction`].
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-
-        let environment = match get("ENVIRONMENT") {
+        let environment = match var(vars, "ENVIRONMENT") {
             None => Environment::Local,
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "local" => Environment::Local,
@@ -344,7 +439,7 @@ impl Config {
                 _ => return Err(invalid("ENVIRONMENT", "local, staging or production", v)),
             },
         };
-        let ssl_mode = get("DB_SSLMODE")
+        let ssl_mode = var(vars, "DB_SSLMODE")
             .map(|v| {
                 v.parse::<SslMode>()
                     .map_err(|()| invalid("DB_SSLMODE", SSLMODE_EXPECTED, v))
@@ -353,20 +448,50 @@ impl Config {
         if let (Environment::Production, Some(mode @ (SslMode::Disable | SslMode::Prefer))) = (environment, ssl_mode) {
             return Err(ConfigError::PlaintextInProduction { mode });
         }
-        let secret_ttl = Duration::from_secs(parse_num(
-            get("DB_SECRET_TTL_SECS"),
-            "DB_SECRET_TTL_SECS",
-            0,
-            86_400,
-            300,
-        )?);
-        let connect_timeout = Duration::from_millis(parse_num(
-            get("DB_CONNECT_TIMEOUT_MS"),
-            "DB_CONNECT_TIMEOUT_MS",
-            100,
-            60_000,
-            5000,
-        )?);
+        Ok(Self {
+            environment,
+            ssl_mode,
+            ssl_root_cert: var(vars, "DB_SSL_ROOT_CERT").map(PathBuf::from),
+        })
+    }
+}
+
+impl Config {
+    /// Reads the process environment, plus `.env` when local (see [`LoadedVars::load`]).
+    ///
+    /// # Errors
+    /// [`ConfigError`] describing the first problem found.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_loaded(&LoadedVars::load()?)
+    }
+
+    /// Builds the configuration from variables already loaded, for a process that also reads
+    /// settings of its own from the same snapshot.
+    ///
+    /// # Errors
+    /// [`ConfigError`] describing the first problem found.
+    pub fn from_loaded(loaded: &LoadedVars) -> Result<Self, ConfigError> {
+        let mut config = Self::from_vars(&loaded.vars)?;
+        config.dotenv_loaded = loaded.dotenv_loaded;
+        Ok(config)
+    }
+
+    /// Builds the configuration from a snapshot of variables.
+    ///
+    /// # Errors
+    /// [`ConfigError`] describing the first problem found.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let get = |k: &str| var(vars, k);
+
+        let TlsEnv {
+            environment,
+            ssl_mode,
+            ssl_root_cert,
+        } = TlsEnv::from_vars(vars)?;
+        let secret_ttl = number_var(vars, "DB_SECRET_TTL_SECS", "seconds", 0, 86_400)?
+            .map_or(DEFAULT_SECRET_TTL, Duration::from_secs);
+        let connect_timeout =
+            millis_var(vars, "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
 
         // Password variables: the newer name and the older one must agree when both are set.
         let password = match (vars.get("DATABASE_PASSWORD"), vars.get("DB_PASSWORD")) {
@@ -387,10 +512,7 @@ impl Config {
             (Some(a), _) | (None, Some(a)) => Some(a.to_owned()),
             (None, None) => None,
         };
-        let iam = match get("DB_IAM_AUTH") {
-            None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| invalid("DB_IAM_AUTH", "true or false", v))?,
-        };
+        let iam = bool_var(vars, "DB_IAM_AUTH", false)?;
         let overrides = Overrides {
             host: get("DATABASE_HOST").map(str::to_owned),
             port: get("DATABASE_PORT")
@@ -493,7 +615,7 @@ impl Config {
             ignored_sources,
             overrides,
             ssl_mode,
-            ssl_root_cert: get("DB_SSL_ROOT_CERT").map(PathBuf::from),
+            ssl_root_cert,
             secret_ttl,
             connect_timeout,
             unknown_vars,
@@ -518,29 +640,6 @@ fn dotenv_reason(e: &dotenvy::Error) -> String {
         dotenvy::Error::LineParse(_, index) => format!("syntax error at character {index}"),
         dotenvy::Error::Io(io) => io.to_string(),
         _ => "unreadable".to_owned(),
-    }
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "y" => Some(true),
-        "false" | "0" | "no" | "n" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_num(v: Option<&str>, var: &'static str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
-    let Some(v) = v else { return Ok(default) };
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::Invalid {
-            var,
-            expected: match var {
-                "DB_SECRET_TTL_SECS" => "a whole number of seconds from 0 to 86400",
-                _ => "a whole number of milliseconds from 100 to 60000",
-            },
-            got: v.to_owned(),
-        }),
     }
 }
 
@@ -828,5 +927,53 @@ mod tests {
     fn likely_typos_are_reported() {
         let c = Config::from_vars(&vars(&[("DB_SECRET_ARN", "a"), ("DB_SECRET_TLL_SECS", "5")])).unwrap();
         assert_eq!(c.unknown_vars, vec!["DB_SECRET_TLL_SECS".to_owned()]);
+    }
+
+    #[test]
+    fn booleans_parse_like_aws_templates() {
+        for t in ["true", "TRUE", "1", "y", "Yes", " yes "] {
+            assert!(parse_bool("DB_IAM_AUTH", t).unwrap(), "{t}");
+        }
+        for f in ["false", "0", "n", "NO", ""] {
+            assert!(!parse_bool("DB_IAM_AUTH", f).unwrap(), "{f}");
+        }
+        let err = parse_bool("DB_IAM_AUTH", "treu").unwrap_err().to_string();
+        assert!(err.contains("DB_IAM_AUTH") && err.contains("treu"), "{err}");
+        assert!(bool_var(&Vars::new(), "X", true).unwrap());
+        assert!(!bool_var(&vars(&[("X", "")]), "X", true).unwrap());
+    }
+
+    #[test]
+    fn numbers_name_their_unit_and_range() {
+        let v = vars(&[("A_MS", " 250 "), ("B_MS", "5s"), ("C_MS", "")]);
+        assert_eq!(
+            millis_var(&v, "A_MS", 100, 1000).unwrap(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(millis_var(&v, "C_MS", 100, 1000).unwrap(), None);
+        assert_eq!(millis_var(&v, "D_MS", 100, 1000).unwrap(), None);
+        let err = millis_var(&v, "B_MS", 100, 1000).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"B_MS must be a whole number of milliseconds from 100 to 1000, got "5s""#
+        );
+        let err = number_var(&v, "A_MS", "seconds", 0, 10).unwrap_err().to_string();
+        assert!(err.contains("from 0 to 10"), "{err}");
+    }
+
+    #[test]
+    fn tls_env_is_read_once_for_every_function() {
+        assert_eq!(TlsEnv::from_vars(&Vars::new()).unwrap(), TlsEnv::default());
+        let t = TlsEnv::from_vars(&vars(&[
+            ("ENVIRONMENT", "Production"),
+            ("DB_SSLMODE", "verify-full"),
+            ("DB_SSL_ROOT_CERT", "/opt/rds.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(t.environment, Environment::Production);
+        assert_eq!(t.ssl_mode, Some(SslMode::VerifyFull));
+        assert_eq!(t.ssl_root_cert, Some(PathBuf::from("/opt/rds.pem")));
+        let err = TlsEnv::from_vars(&vars(&[("ENVIRONMENT", "production"), ("DB_SSLMODE", "prefer")])).unwrap_err();
+        assert!(matches!(err, ConfigError::PlaintextInProduction { .. }), "{err}");
     }
 }

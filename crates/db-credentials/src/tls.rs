@@ -279,7 +279,10 @@ mod tests {
                 Err(TlsError::PlaintextInProduction { .. })
             ));
         }
-        assert_eq!(resolve(None, None, Some(false), Production).unwrap().mode, SslMode::Require);
+        assert_eq!(
+            resolve(None, None, Some(false), Production).unwrap().mode,
+            SslMode::Require
+        );
         assert_eq!(
             resolve(Some(SslMode::Require), None, None, Production).unwrap().mode,
             SslMode::Require
@@ -301,7 +304,10 @@ mod tests {
             SslMode::Require,
             "ssl: false in a secret does not turn TLS off"
         );
-        assert_eq!(resolve(Some(SslMode::Disable), None, Some(false), Local).unwrap().mode, SslMode::Disable);
+        assert_eq!(
+            resolve(Some(SslMode::Disable), None, Some(false), Local).unwrap().mode,
+            SslMode::Disable
+        );
     }
 
     #[test]

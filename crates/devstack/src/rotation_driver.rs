@@ -357,10 +357,14 @@ impl RotationDriver {
         let stages = desc.version_ids_to_stages().cloned().unwrap_or_default();
         let has = |version: &str, stage: &str| stages.get(version).is_some_and(|s| s.iter().any(|l| l == stage));
         if !has(token, "AWSCURRENT") {
-            return Err(DevstackError::Contract(format!("after finishSecret, version {token} is not AWSCURRENT: {stages:?}")));
+            return Err(DevstackError::Contract(format!(
+                "after finishSecret, version {token} is not AWSCURRENT: {stages:?}"
+            )));
         }
         if let Some(other) = stages.keys().find(|v| *v != token && has(v, "AWSPENDING")) {
-            return Err(DevstackError::Contract(format!("after finishSecret, AWSPENDING is left on version {other}: {stages:?}")));
+            return Err(DevstackError::Contract(format!(
+                "after finishSecret, AWSPENDING is left on version {other}: {stages:?}"
+            )));
         }
         let pending_on_token = has(token, "AWSPENDING");
         if pending_on_token {

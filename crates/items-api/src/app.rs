@@ -31,26 +31,18 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `ITEMS_API_FRESH_CONNECTION_PER_REQUEST` (test-only).
+    /// Reads `ITEMS_API_FRESH_CONNECTION_PER_REQUEST` (test-only), a boolean read like every
+    /// other.
     ///
     /// # Errors
-    /// A message naming the variable when its value is not a boolean.
-    pub fn from_vars(vars: &db_credentials::config::Vars) -> Result<Self, String> {
-        let fresh = match vars
-            .get("ITEMS_API_FRESH_CONNECTION_PER_REQUEST")
-            .map(|v| v.trim().to_ascii_lowercase())
-        {
-            None => false,
-            Some(v) if v == "true" || v == "1" => true,
-            Some(v) if v == "false" || v == "0" || v.is_empty() => false,
-            Some(v) => {
-                return Err(format!(
-                    "ITEMS_API_FRESH_CONNECTION_PER_REQUEST must be true or false, got {v:?}"
-                ));
-            }
-        };
+    /// An error naming the variable when its value is not a boolean.
+    pub fn from_vars(vars: &db_credentials::config::Vars) -> Result<Self, db_credentials::ConfigError> {
         Ok(Self {
-            fresh_connection_per_request: fresh,
+            fresh_connection_per_request: db_credentials::config::bool_var(
+                vars,
+                "ITEMS_API_FRESH_CONNECTION_PER_REQUEST",
+                false,
+            )?,
         })
     }
 }

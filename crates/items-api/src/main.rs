@@ -1,7 +1,7 @@
 //! The items API Lambda. Configuration, SDK clients and the credential provider are built once at
 //! init; the handler borrows them for every invocation.
 
-use db_credentials::{Config, CredentialProvider, Database};
+use db_credentials::{Config, CredentialProvider, Database, config::LoadedVars};
 use items_api::{App, Settings, emf};
 use lambda_http::{Error, Request, service_fn};
 use std::{convert::Infallible, sync::Arc};
@@ -10,11 +10,14 @@ use std::{convert::Infallible, sync::Arc};
 async fn main() -> Result<(), Error> {
     // lambda_runtime's default format and levels, with caps on what dependencies log at TRACE.
     db_credentials::logging::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    // One snapshot (environment, plus .env on a developer machine) for every setting.
+    let loaded = LoadedVars::load().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = Config::from_loaded(&loaded).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     db_credentials::log_config(&config);
-    let vars: db_credentials::config::Vars = std::env::vars().collect();
-    let settings = Settings::from_vars(&vars).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let function_name = vars
+    let settings =
+        Settings::from_vars(&loaded.vars).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let function_name = loaded
+        .vars
         .get("AWS_LAMBDA_FUNCTION_NAME")
         .cloned()
         .unwrap_or_else(|| "items-api".to_owned());

@@ -4,11 +4,14 @@
 //! touching the process environment.
 
 use crate::{failpoint::Failpoint, password::PasswordPolicy, strategy::Strategy};
-use db_credentials::{Environment, SslMode};
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use db_credentials::{
+    Environment, SslMode,
+    config::{TlsEnv, millis_var, var},
+};
+use std::{path::PathBuf, time::Duration};
 
 /// A snapshot of environment variables.
-pub type Vars = BTreeMap<String, String>;
+pub use db_credentials::config::Vars;
 
 /// Default `TEST_QUERY`.
 pub const DEFAULT_TEST_QUERY: &str = "SELECT 1";
@@ -34,8 +37,12 @@ pub const VARS: [&str; 9] = [
 /// A setting that cannot be used. Names the variable; the values of these variables are not secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A variable read the same way as in every function of the workspace (booleans, numbers,
+    /// `ENVIRONMENT`, `DB_SSLMODE`).
+    #[error(transparent)]
+    Shared(#[from] db_credentials::ConfigError),
     /// A variable holds something unusable.
-    #[error("{var}={got:?} is not valid: expected {expected}")]
+    #[error("{var} must be {expected}, got {got:?}")]
     Invalid {
         /// The variable.
         var: &'static str,
@@ -120,7 +127,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] for the first unusable variable.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |k: &str| var(vars, k);
         let strategy = match get("ROTATION_STRATEGY") {
             None => Strategy::default(),
             Some(v) => v
@@ -128,44 +135,15 @@ impl Config {
                 .map_err(|()| ConfigError::invalid("ROTATION_STRATEGY", "single-user or alternating-users", v))?,
         };
         let test_query = get("TEST_QUERY").unwrap_or(DEFAULT_TEST_QUERY).to_owned();
-        let connect_timeout = millis(get("DB_CONNECT_TIMEOUT_MS"), "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let step_timeout = millis(
-            get("ROTATION_STEP_TIMEOUT_MS"),
-            "ROTATION_STEP_TIMEOUT_MS",
-            1_000,
-            900_000,
-        )?
-        .unwrap_or(DEFAULT_STEP_TIMEOUT);
-        let ssl_mode = match get("DB_SSLMODE") {
-            None => None,
-            Some(v) => Some(v.parse::<SslMode>().map_err(|()| {
-                ConfigError::invalid(
-                    "DB_SSLMODE",
-                    "one of disable, prefer, require, verify-ca, verify-full",
-                    v,
-                )
-            })?),
-        };
-        let environment = match get("ENVIRONMENT").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("local") => Environment::Local,
-            Some("staging") => Environment::Staging,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "ENVIRONMENT",
-                    "local, staging or production",
-                    other,
-                ));
-            }
-        };
-        if environment == Environment::Production && matches!(ssl_mode, Some(SslMode::Disable | SslMode::Prefer)) {
-            return Err(ConfigError::invalid(
-                "DB_SSLMODE",
-                "require, verify-ca or verify-full (ENVIRONMENT=production refuses plaintext)",
-                ssl_mode.map(SslMode::as_str).unwrap_or_default(),
-            ));
-        }
+        let connect_timeout =
+            millis_var(vars, "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let step_timeout =
+            millis_var(vars, "ROTATION_STEP_TIMEOUT_MS", 1_000, 900_000)?.unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let TlsEnv {
+            environment,
+            ssl_mode,
+            ssl_root_cert,
+        } = TlsEnv::from_vars(vars)?;
         let failpoint = match get("ROTATION_FAILPOINT") {
             None => None,
             Some(v) => Some(
@@ -180,27 +158,12 @@ impl Config {
             connect_timeout,
             step_timeout,
             ssl_mode,
-            ssl_root_cert: get("DB_SSL_ROOT_CERT").map(PathBuf::from),
+            ssl_root_cert,
             environment,
             secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT").map(str::to_owned),
             failpoint,
             unknown_vars: unknown_vars(vars),
         })
-    }
-}
-
-fn millis(v: Option<&str>, var: &'static str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
-    let Some(v) = v else { return Ok(None) };
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Some(Duration::from_millis(n))),
-        _ => Err(ConfigError::invalid(
-            var,
-            match var {
-                "DB_CONNECT_TIMEOUT_MS" => "a whole number of milliseconds from 100 to 60000",
-                _ => "a whole number of milliseconds from 1000 to 900000",
-            },
-            v,
-        )),
     }
 }
 

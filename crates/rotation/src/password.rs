@@ -2,6 +2,7 @@
 //! read from the same environment variables with the same defaults.
 
 use crate::config::{ConfigError, Vars};
+use db_credentials::config::{bool_var, number_var};
 
 /// Default `PASSWORD_LENGTH`.
 pub const DEFAULT_LENGTH: u32 = 32;
@@ -58,22 +59,12 @@ impl PasswordPolicy {
     /// string it excludes nothing, as in AWS's templates.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] for a length out of range, a boolean that is not one, or a policy
+    /// [`ConfigError`] for a length out of range, a boolean that is not one, or a policy
     /// that excludes every character class.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let flag = |var: &'static str, default: bool| match vars.get(var) {
-            None => Ok(default),
-            Some(v) => parse_aws_bool(var, v),
-        };
-        let length = match vars.get("PASSWORD_LENGTH") {
-            None => DEFAULT_LENGTH,
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=4096).contains(n))
-                .ok_or_else(|| ConfigError::invalid("PASSWORD_LENGTH", "a whole number from 1 to 4096", v))?,
-        };
+        let flag = |var: &'static str, default: bool| bool_var(vars, var, default);
+        let length = number_var(vars, "PASSWORD_LENGTH", "characters", 1, 4096)?
+            .map_or(DEFAULT_LENGTH, |n| u32::try_from(n).unwrap_or(DEFAULT_LENGTH));
         let policy = Self {
             length,
             exclude_characters: vars
@@ -98,20 +89,6 @@ impl PasswordPolicy {
     }
 }
 
-/// AWS's templates read booleans as `value.lower() in ['true', '1', 'y', 'yes']`. Those are true
-/// here too; `false`, `0`, `n`, `no` and the empty string are false; anything else is a typo and
-/// an error rather than a silent "false".
-///
-/// # Errors
-/// [`ConfigError::Invalid`].
-pub fn parse_aws_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "y" | "yes" => Ok(true),
-        "false" | "0" | "n" | "no" | "" => Ok(false),
-        _ => Err(ConfigError::invalid(var, "true/1/y/yes or false/0/n/no", value)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,13 +109,13 @@ mod tests {
 
     #[test]
     fn booleans_parse_like_aws() {
-        for t in ["true", "TRUE", "1", "y", "Yes"] {
-            assert!(parse_aws_bool("EXCLUDE_NUMBERS", t).unwrap(), "{t}");
+        for (v, want) in [("TRUE", true), ("y", true), ("", false), ("no", false)] {
+            let p = PasswordPolicy::from_vars(&vars(&[("EXCLUDE_NUMBERS", v)])).unwrap();
+            assert_eq!(p.exclude_numbers, want, "{v:?}");
         }
-        for f in ["false", "0", "n", "NO", ""] {
-            assert!(!parse_aws_bool("EXCLUDE_NUMBERS", f).unwrap(), "{f}");
-        }
-        let err = parse_aws_bool("EXCLUDE_NUMBERS", "treu").unwrap_err().to_string();
+        let err = PasswordPolicy::from_vars(&vars(&[("EXCLUDE_NUMBERS", "treu")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("EXCLUDE_NUMBERS") && err.contains("treu"), "{err}");
     }
 

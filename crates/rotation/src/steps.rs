@@ -304,7 +304,7 @@ async fn set_own_password<S: SecretsApi, D: Database, R: RdsEndpoints>(
         Err(DbError::PermissionDenied(_)) if current.secret.masterarn().is_some() => {
             drop(session);
             tracing::info!("may not change its own password; using the master secret");
-            let (mut master_session, master_user) = master_session(cx, arn, current, here, &tls).await?;
+            let (mut master_session, master_user) = master_session(cx, arn, current, here, tls).await?;
             cx.doing("ALTER ROLE (master)");
             master_session
                 .set_password(user, pending.secret.password())
