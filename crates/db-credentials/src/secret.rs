@@ -200,10 +200,6 @@ impl DbSecret {
         self.db_cluster_identifier.as_deref()
     }
 
-    /// True for the secret RDS manages for a master user: only `username` and `password`.
-    pub fn is_rds_managed_master(&self) -> bool {
-        self.rest.len() == 1 && self.rest.contains_key("username")
-    }
 
     /// Checks that `engine` is present and names Postgres, as the rotation function requires.
     ///
@@ -239,13 +235,6 @@ impl DbSecret {
         copy
     }
 
-    /// A copy with host and port filled in (an RDS-managed master secret resolved through the RDS API).
-    pub fn with_endpoint(&self, host: &str, port: u16) -> Self {
-        let mut copy = self.clone();
-        copy.host = Some(host.to_owned());
-        copy.port = Some(port);
-        copy
-    }
 
     /// The secret as JSON, keys in their stored form plus the password. The result is itself a
     /// secret: it goes to `PutSecretValue` and nowhere else.
@@ -429,19 +418,6 @@ mod tests {
         assert_eq!(c.masterarn(), Some("arn:m"));
     }
 
-    #[test]
-    fn recognises_rds_managed_master_secret() {
-        assert!(
-            DbSecret::parse(ID, r#"{"username":"postgres","password":"p"}"#)
-                .unwrap()
-                .is_rds_managed_master()
-        );
-        assert!(
-            !DbSecret::parse(ID, r#"{"username":"u","password":"p","host":"h"}"#)
-                .unwrap()
-                .is_rds_managed_master()
-        );
-    }
 
     #[test]
     fn engine_check_names_what_is_wrong() {

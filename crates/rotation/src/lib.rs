@@ -6,8 +6,8 @@
 //! * [`steps`]: one short function per step, each after the stage checks of AWS's templates.
 //! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password as a
 //!   SCRAM verifier computed here, so the plaintext never reaches Postgres.
-//! * [`secrets`]: the Secrets Manager calls behind a trait, with [`model`], an exact in-memory
-//!   model of its version-stage rules, for tests; [`rds`]: endpoints of RDS-managed masters.
+//! * [`secrets`]: the Secrets Manager calls behind a trait, with `model` (unit tests only), an
+//!   exact in-memory model of its version-stage rules; [`rds`]: endpoints of RDS-managed masters.
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
 //!   secrets; [`logging`]: the log set-up; [`failpoint`]: test-only stops after each write.
 //!
@@ -45,7 +45,8 @@ pub mod event;
 pub mod failpoint;
 /// The log set-up with its caps, shared with items-api.
 pub use db_credentials::logging;
-pub mod model;
+#[cfg(test)]
+mod model;
 pub mod password;
 pub mod rds;
 pub mod rotator;

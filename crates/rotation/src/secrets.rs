@@ -1,5 +1,5 @@
 //! The five Secrets Manager calls rotation makes, behind [`SecretsApi`]: the AWS SDK in production
-//! ([`SdkSecretsApi`]) and an exact in-memory model in unit tests ([`crate::model::SecretsModel`]).
+//! ([`SdkSecretsApi`]) and an exact in-memory model in unit tests (`model::SecretsModel`).
 
 use crate::password::PasswordPolicy;
 use aws_sdk_secretsmanager::Client;
