@@ -186,7 +186,12 @@ async fn every_documented_status_is_produced_as_documented() {
     let mut checked = 0;
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap().iter().filter(|(m, _)| *m != "parameters") {
-            for (status, response) in op["responses"].as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert_eq!(
+                responses["default"]["$ref"], "#/components/responses/Error",
+                "{method} {path}: a problem document for any other status"
+            );
+            for (status, response) in responses.iter().filter(|(s, _)| *s != "default") {
                 let (req, on_down) = scenario(path, method, status)
                     .unwrap_or_else(|| panic!("no scenario for {method} {path} {status}"));
                 let app = if on_down { &down } else { &f.app };

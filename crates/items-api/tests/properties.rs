@@ -1,6 +1,7 @@
 //! Property tests over API Gateway and Function URL events: whatever the method, path, query,
 //! headers and body (any bytes, any size) and whichever optional event fields are missing, the
-//! handler never panics, never answers 5xx, and every error is a problem+json document.
+//! handler never panics, never answers 5xx, every error is a problem+json document, and a request
+//! to a documented operation gets one of the statuses `openapi.json` lists for it.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -196,6 +197,27 @@ fn remove(value: &mut serde_json::Value, pointer: &str) {
     }
 }
 
+/// The statuses `openapi.json` lists for the operation `method path` calls, without `default`;
+/// `None` when the request is not a documented operation (unknown path or method).
+fn documented_statuses(spec: &serde_json::Value, method: &str, path: &str) -> Option<Vec<u16>> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let (_, ops) = spec["paths"].as_object()?.iter().find(|(template, _)| {
+        let t: Vec<&str> = template[1..].split('/').collect();
+        t.len() == segments.len()
+            && t.iter()
+                .zip(&segments)
+                .all(|(t, s)| if t.starts_with('{') { !s.is_empty() } else { t == s })
+    })?;
+    let op = ops.get(method.to_ascii_lowercase())?;
+    Some(
+        op["responses"]
+            .as_object()?
+            .keys()
+            .filter_map(|k| k.parse().ok())
+            .collect(),
+    )
+}
+
 /// Cases per run; `make soak` raises it with ITEMS_PROPERTY_CASES.
 fn cases() -> u32 {
     std::env::var("ITEMS_PROPERTY_CASES")
@@ -211,6 +233,8 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
     let handled = AtomicU32::new(0);
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
     let strategy = (flavor(), request_parts(), any::<bool>(), missing());
+    let spec: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let documented_calls = AtomicU32::new(0);
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -255,6 +279,21 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
                 prop_assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
             }
             prop_assert!(resp.headers().contains_key("x-request-id"));
+            // Without its stage, a staged event's path cannot be routed (API Gateway always sends it).
+            let routable = !missing.contains(&"/requestContext/stage");
+            if let Some(listed) = documented_statuses(&spec, &method, &path).filter(|_| routable) {
+                documented_calls.fetch_add(1, Ordering::Relaxed);
+                prop_assert!(
+                    listed.contains(&status),
+                    "{} {} -> {} is not among the statuses openapi.json lists for it: {:?} ({:?}, missing {:?})",
+                    method,
+                    path,
+                    status,
+                    listed,
+                    flavor,
+                    missing
+                );
+            }
             Ok(())
         },
     );
@@ -270,6 +309,12 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
         handled.load(Ordering::Relaxed),
         cases(),
         "every generated case reached the handler"
+    );
+    let documented_calls = documented_calls.load(Ordering::Relaxed);
+    println!("{documented_calls} of them called a documented operation, each answered with a listed status");
+    assert!(
+        documented_calls > cases() / 4,
+        "only {documented_calls} events called a documented operation"
     );
     for status in [200, 201, 400, 404, 405, 413, 415] {
         assert!(
