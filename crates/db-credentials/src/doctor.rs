@@ -279,8 +279,18 @@ pub async fn diagnose(config: Result<Config, ConfigError>, sdk: Option<SdkConfig
     let t = Instant::now();
     if creds.tls.mode == SslMode::Disable {
         run.skip("tls", "sslmode disable");
-    } else if !run.record("tls", t, check_tls(&creds, config.connect_timeout).await) {
-        return run.finish();
+    } else {
+        match check_tls(&creds, config.connect_timeout).await {
+            Ok(None) => run.skip(
+                "tls",
+                "the server offers no TLS; sslmode prefer goes on in plaintext (production refuses prefer)",
+            ),
+            result => {
+                if !run.record("tls", t, result.map(Option::unwrap_or_default)) {
+                    return run.finish();
+                }
+            }
+        }
     }
     let t = Instant::now();
     let conn = match connect(&creds, config.connect_timeout, "db-doctor").await {
@@ -446,7 +456,9 @@ fn network_fix(port: u16) -> String {
     )
 }
 
-async fn check_tls(creds: &Credentials, timeout: Duration) -> Result<String, (String, String)> {
+/// The TLS handshake the connection will make. `Ok(None)`: the server offers no TLS and sslmode
+/// prefer will go on without it.
+async fn check_tls(creds: &Credentials, timeout: Duration) -> Result<Option<String>, (String, String)> {
     let handshake = async {
         let mut stream = TcpStream::connect((creds.host.as_str(), creds.port))
             .await
@@ -462,12 +474,13 @@ async fn check_tls(creds: &Credentials, timeout: Duration) -> Result<String, (St
             .await
             .map_err(|e| (e.to_string(), String::new()))?;
         if answer[0] != b'S' {
-            let fix = if creds.tls.mode == SslMode::Prefer {
-                "the server does not offer TLS; prefer falls back to plaintext, which production refuses".to_owned()
-            } else {
-                "the server does not offer TLS: enable ssl on the server (RDS always offers it); DB_SSLMODE=disable is only for local use".to_owned()
-            };
-            return Err(("server does not support TLS".to_owned(), fix));
+            if creds.tls.mode == SslMode::Prefer {
+                return Ok(None);
+            }
+            return Err((
+                "server does not support TLS".to_owned(),
+                "the server does not offer TLS: enable ssl on the server (RDS always offers it); DB_SSLMODE=disable is only for local use".to_owned(),
+            ));
         }
         let connector = creds
             .tls
@@ -475,7 +488,7 @@ async fn check_tls(creds: &Credentials, timeout: Duration) -> Result<String, (St
             .map_err(|e| (e.to_string(), "fix DB_SSL_ROOT_CERT".to_owned()))?;
         let connector = tokio_native_tls::TlsConnector::from(connector);
         match connector.connect(&creds.host, stream).await {
-            Ok(_) => Ok(format!(
+            Ok(_) => Ok(Some(format!(
                 "handshake OK, sslmode {}{}",
                 creds.tls.mode,
                 creds
@@ -484,7 +497,7 @@ async fn check_tls(creds: &Credentials, timeout: Duration) -> Result<String, (St
                     .as_ref()
                     .map(|p| format!(", CA {}", p.display()))
                     .unwrap_or_default()
-            )),
+            ))),
             Err(e) => {
                 let msg = e.to_string();
                 let fix = if msg.contains("hostname") || msg.contains("IP address mismatch") {

@@ -200,7 +200,6 @@ impl DbSecret {
         self.db_cluster_identifier.as_deref()
     }
 
-
     /// Checks that `engine` is present and names Postgres, as the rotation function requires.
     ///
     /// # Errors
@@ -234,7 +233,6 @@ impl DbSecret {
         copy.rest.insert("username".into(), Value::String(username.to_owned()));
         copy
     }
-
 
     /// The secret as JSON, keys in their stored form plus the password. The result is itself a
     /// secret: it goes to `PutSecretValue` and nowhere else.
@@ -417,7 +415,6 @@ mod tests {
         assert_eq!(out["masterarn"], "arn:m");
         assert_eq!(c.masterarn(), Some("arn:m"));
     }
-
 
     #[test]
     fn engine_check_names_what_is_wrong() {

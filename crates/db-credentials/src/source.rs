@@ -600,15 +600,14 @@ async fn fetch_ssm(client: &aws_sdk_ssm::Client, prefix: &str, config: &Config) 
     let password_param = find(&names[2]);
     let version = format!("ssm-v{}", password_param.map(|p| p.version()).unwrap_or_default());
     // RDS console endpoints are often copied with ":5432".
-    let endpoint = value(&names[0]);
-    let (host, endpoint_port) = match endpoint.rsplit_once(':') {
-        Some((h, p)) if !h.contains(']') && p.parse::<u16>().is_ok() => (h.to_owned(), p.parse::<u16>().ok()),
-        _ => (endpoint.clone(), None),
-    };
+    let (host, endpoint_port) = split_endpoint(&value(&names[0])).ok_or_else(|| CredentialError::SsmInvalid {
+        name: names[0].clone(),
+        expected: "a host name or address, optionally with :port (an IPv6 address with a port in brackets)",
+    })?;
     let port = match find(&names[4]).and_then(|p| p.value()) {
-        Some(p) => Some(p.trim().parse::<u16>().map_err(|_| CredentialError::SsmInvalid {
+        Some(p) => Some(parse_port(p).ok_or_else(|| CredentialError::SsmInvalid {
             name: names[4].clone(),
-            expected: "a port number",
+            expected: "a port number from 1 to 65535",
         })?),
         None => endpoint_port,
     };
@@ -629,4 +628,59 @@ async fn fetch_ssm(client: &aws_sdk_ssm::Client, prefix: &str, config: &Config) 
         version,
         fetched: Instant::now(),
     })
+}
+
+fn parse_port(p: &str) -> Option<u16> {
+    p.trim().parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+/// `host`, `host:port`, `[v6]:port`, `[v6]` or a bare IPv6 address; `None` when empty or the
+/// port is not one.
+fn split_endpoint(endpoint: &str) -> Option<(String, Option<u16>)> {
+    let endpoint = endpoint.trim();
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(parse_port(p.strip_prefix(':')?)?),
+        };
+        return Some((host.to_owned(), port)).filter(|(h, _)| !h.is_empty());
+    }
+    let (host, port) = match endpoint.rsplit_once(':') {
+        // Two colons or more: a bare IPv6 address, which cannot carry a port without brackets.
+        Some((h, _)) if h.contains(':') => (endpoint, None),
+        Some((h, p)) => (h, Some(parse_port(p)?)),
+        None => (endpoint, None),
+    };
+    Some((host.to_owned(), port)).filter(|(h, _)| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_endpoint;
+
+    #[test]
+    fn ssm_endpoints_with_and_without_port() {
+        let ok = |s: &str, host: &str, port: Option<u16>| {
+            assert_eq!(split_endpoint(s), Some((host.to_owned(), port)), "{s}");
+        };
+        ok("db.example.com", "db.example.com", None);
+        ok("db.example.com:6432", "db.example.com", Some(6432));
+        ok(" 10.0.0.5:5432 ", "10.0.0.5", Some(5432));
+        ok("2001:db8::1", "2001:db8::1", None);
+        ok("[2001:db8::1]:5433", "2001:db8::1", Some(5433));
+        ok("[::1]", "::1", None);
+        for bad in [
+            "",
+            "db:0",
+            "db:65536",
+            "db:port",
+            ":5432",
+            "[::1]5432",
+            "[::1]:0",
+            "[]:5432",
+        ] {
+            assert_eq!(split_endpoint(bad), None, "{bad}");
+        }
+    }
 }

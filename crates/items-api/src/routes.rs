@@ -47,13 +47,10 @@ impl Route {
 /// REST and HTTP API paths unless the stage is `$default`). Returns the path and the prefix removed.
 pub fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> (&'a str, &'a str) {
     if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") {
-        let prefix_len = stage.len() + 1;
-        if path.len() >= prefix_len
-            && path.as_bytes()[0] == b'/'
-            && &path[1..prefix_len] == stage
-            && (path.len() == prefix_len || path.as_bytes()[prefix_len] == b'/')
+        if let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage))
+            && (rest.is_empty() || rest.starts_with('/'))
         {
-            return (&path[prefix_len..], &path[..prefix_len]);
+            return (rest, &path[..path.len() - rest.len()]);
         }
     }
     (path, "")
@@ -185,6 +182,9 @@ mod tests {
         );
         assert_eq!(strip_stage("/items", Some("$default")), ("/items", ""));
         assert_eq!(strip_stage("/items", None), ("/items", ""));
+        // A multi-byte character where the stage would end is compared, not sliced through.
+        assert_eq!(strip_stage("/aé/items", Some("ab")), ("/aé/items", ""));
+        assert_eq!(strip_stage("/é/items", Some("é")), ("/items", "/é"));
     }
 
     #[test]

@@ -124,6 +124,21 @@ async fn server_without_tls_is_named_at_the_tls_stage() {
     let failed = report.first_failure().unwrap();
     assert_eq!(failed.stage, "tls", "{}", report.to_text());
     assert!(failed.detail.contains("does not support TLS"), "{}", failed.detail);
+
+    // sslmode prefer falls back to plaintext, as libpq does: the doctor says so and goes on to
+    // log in (as a user this server does not have, so the login is what fails).
+    v.insert("DB_SSLMODE".into(), "prefer".into());
+    let report = run(stack, &v).await;
+    let tls = report.stage("tls").unwrap();
+    assert_eq!(tls.status, Status::Skipped, "{}", report.to_text());
+    assert!(tls.detail.contains("plaintext"), "{}", tls.detail);
+    assert_eq!(
+        report.first_failure().unwrap().stage,
+        "authentication",
+        "{}",
+        report.to_text()
+    );
+    assert!(!report.to_text().contains("hunter2-plain"));
 }
 
 #[tokio::test]
