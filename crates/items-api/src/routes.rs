@@ -46,12 +46,11 @@ impl Route {
 /// Strips the API Gateway stage from the path when it is there (lambda_http puts it in front of
 /// REST and HTTP API paths unless the stage is `$default`). Returns the path and the prefix removed.
 pub fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> (&'a str, &'a str) {
-    if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") {
-        if let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage))
-            && (rest.is_empty() || rest.starts_with('/'))
-        {
-            return (rest, &path[..path.len() - rest.len()]);
-        }
+    if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default")
+        && let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(stage))
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return (rest, &path[..path.len() - rest.len()]);
     }
     (path, "")
 }
