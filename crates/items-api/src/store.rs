@@ -7,7 +7,6 @@ use tokio_postgres::{Client, Row, Statement};
 /// Created at start, idempotently. The advisory lock serialises concurrent cold starts, which
 /// otherwise race inside `CREATE TABLE IF NOT EXISTS` (a unique violation on pg_type).
 const SCHEMA: &str = "
-BEGIN;
 SELECT pg_advisory_xact_lock(727021);
 CREATE TABLE IF NOT EXISTS items (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -15,13 +14,23 @@ CREATE TABLE IF NOT EXISTS items (
     description TEXT CHECK (description IS NULL OR char_length(description) <= 2000),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-COMMIT;";
+);";
+
+/// With alternating users the login is `<user>` or `<user>_clone`, the clone a member of the
+/// user (as the rotation function creates it). This finds that user when we are the clone.
+const BASE_ROLE: &str = "
+SELECT r.rolname::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  AND current_user = r.rolname || '_clone'";
 
 const COLUMNS: &str = "id, name, description, created_at, updated_at";
 
 /// Creates the table if it is missing. Checks first, so a role that may use but not create the
 /// table (a DBA created it) still starts.
+///
+/// Logged in as the `_clone` of alternating users, it creates the table as the user the clone
+/// belongs to: a table the clone owned would be out of reach of that user once the next rotation
+/// logs in as it.
 ///
 /// # Errors
 /// The database error.
@@ -31,7 +40,16 @@ pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error>
         .await?
         .get::<_, bool>(0);
     if !exists {
-        client.batch_execute(SCHEMA).await?;
+        let set_role = match client.query_opt(BASE_ROLE, &[]).await? {
+            Some(row) => format!(
+                "SET LOCAL ROLE {};",
+                postgres_protocol::escape::escape_identifier(row.get(0))
+            ),
+            None => String::new(),
+        };
+        client
+            .batch_execute(&format!("BEGIN;{set_role}{SCHEMA}\nCOMMIT;"))
+            .await?;
     }
     Ok(())
 }

@@ -113,3 +113,60 @@ async fn requests_needing_new_connections_succeed_through_a_rotation() {
     );
     assert_eq!(served, 5 + 3 * (10 + 5 + 1));
 }
+
+/// Alternating users: the clone may be the first to connect (the first rotation ran before the
+/// API's first request). The table it creates belongs to the user it alternates with, who can use
+/// it after the next rotation.
+#[tokio::test]
+async fn a_clone_creates_the_table_as_the_user_it_alternates_with() {
+    let stack = Stack::shared();
+    let db = stack.create_app("altown").await.unwrap();
+    let clone = format!("{}_clone", db.role);
+    let clone_password = devstack::random_token();
+    stack.postgres.create_role(&clone, &clone_password).await.unwrap();
+    let admin = stack.postgres.admin().await.unwrap();
+    admin
+        .batch_execute(&format!("GRANT \"{}\" TO \"{clone}\"", db.role))
+        .await
+        .unwrap();
+
+    let mut secret = stack.secret_json(&db);
+    secret["username"] = clone.clone().into();
+    secret["password"] = clone_password.clone().into();
+    let arn = stack
+        .create_secret(&Stack::secret_name("altown"), &secret)
+        .await
+        .unwrap();
+    let as_clone = app_with(stack, &vars(stack, &arn, &[])).await;
+    let resp = as_clone
+        .handle(request(
+            Flavor::HttpV2,
+            &Req::new("POST", "/items").json(r#"{"name":"by clone"}"#),
+            "c",
+        ))
+        .await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.body());
+
+    let owner: String = stack
+        .postgres
+        .admin_on(&db.dbname)
+        .await
+        .unwrap()
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'items'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, db.role);
+
+    // The user itself (as after the next rotation) reads what the clone wrote.
+    let base_arn = stack
+        .create_secret(&Stack::secret_name("altown-base"), &stack.secret_json(&db))
+        .await
+        .unwrap();
+    let base = app_with(stack, &vars(stack, &base_arn, &[])).await;
+    let resp = base
+        .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "b"))
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert_eq!(body_json(&resp)["items"][0]["name"], "by clone");
+}
