@@ -134,6 +134,34 @@ mod tests {
         assert!(bad("\u{feff}{\"name\":\"x\"}").contains("not valid JSON"));
     }
 
+    /// The schema's pattern for `name` and this validator agree on every Unicode scalar value:
+    /// schemathesis once found U+0085, whitespace to Rust but not to ECMA-262's `\s`, accepted by
+    /// the schema and refused here.
+    #[test]
+    fn openapi_name_pattern_agrees_with_the_validator_on_every_character() {
+        let spec: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let pattern = spec["components"]["schemas"]["ItemInput"]["properties"]["name"]["pattern"]
+            .as_str()
+            .expect("ItemInput.name has a pattern");
+        let re = regex_lite::Regex::new(pattern).expect("the pattern compiles");
+        let valid = |name: &str| ItemInput::parse(serde_json::json!({ "name": name }).to_string().as_bytes()).is_ok();
+        let mut disagreements = Vec::new();
+        for c in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+            let name = c.to_string();
+            let server = !name.trim().is_empty() && c != '\0';
+            if re.is_match(&name) != server {
+                disagreements.push(format!("U+{:04X}", c as u32));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "schema and validator disagree on {disagreements:?}"
+        );
+        for name in ["\u{85}\u{85}", "\u{feff}", " a ", "\u{3000}", "a\u{0}", "\t\u{2028}"] {
+            assert_eq!(re.is_match(name), valid(name), "{name:?}");
+        }
+    }
+
     #[test]
     fn length_limits_count_characters_not_bytes() {
         assert!(ItemInput::parse(format!(r#"{{"name":"{}"}}"#, "é".repeat(200)).as_bytes()).is_ok());
