@@ -70,8 +70,10 @@ pub struct Config {
     pub strategy: Strategy,
     /// GetRandomPassword's knobs.
     pub password: PasswordPolicy,
-    /// `TEST_QUERY`: what testSecret runs with the pending credentials (default `SELECT 1`). It runs
-    /// inside a transaction that is rolled back, so a probe of write access leaves nothing behind.
+    /// `TEST_QUERY`: what testSecret runs with the pending credentials (default `SELECT 1`). One
+    /// statement without parameters (sent as a prepared statement, so Postgres refuses several
+    /// with 42601), run inside a transaction that is rolled back, so a probe of write access leaves
+    /// nothing behind.
     pub test_query: String,
     /// `DB_CONNECT_TIMEOUT_MS`: bound on each login, TCP + TLS + SCRAM (default 5000).
     pub connect_timeout: Duration,

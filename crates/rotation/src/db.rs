@@ -176,7 +176,9 @@ impl Session for PgSession {
     async fn probe(&mut self, query: &str) -> Result<(), DbError> {
         let pg = |e: tokio_postgres::Error| DbError::from_pg(&e);
         let tx = self.conn.client.transaction().await.map_err(pg)?;
-        tx.batch_execute(query).await.map_err(pg)?;
+        // The extended protocol: exactly one statement. The simple protocol would run
+        // "...; COMMIT; ..." as written and commit what the rollback below is meant to undo.
+        tx.execute(query, &[]).await.map_err(pg)?;
         tx.rollback().await.map_err(pg)
     }
 }

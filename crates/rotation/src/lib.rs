@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `ROTATION_STRATEGY` | `single-user` | or `alternating-users` (needs `masterarn` in the secret); single user with a `masterarn` lets the master set the password when the user may not (SQLSTATE 42501, `rds.restrict_password_commands`) |
 //! | `PASSWORD_LENGTH`, `EXCLUDE_CHARACTERS`, `EXCLUDE_NUMBERS`, `EXCLUDE_PUNCTUATION`, `EXCLUDE_UPPERCASE`, `EXCLUDE_LOWERCASE`, `REQUIRE_EACH_INCLUDED_TYPE` | 32, `:/@"'\`, false ×4, true | GetRandomPassword, as in AWS's templates |
-//! | `TEST_QUERY` | `SELECT 1` | testSecret's probe, run in a transaction that is rolled back |
+//! | `TEST_QUERY` | `SELECT 1` | testSecret's probe: one statement, run in a transaction that is rolled back |
 //! | `DB_CONNECT_TIMEOUT_MS` | 5000 | bound on one login (TCP + TLS + SCRAM) |
 //! | `ROTATION_STEP_TIMEOUT_MS` | 25000 | bound on a step; the Lambda deadline lowers it |
 //! | `DB_SSLMODE`, `DB_SSL_ROOT_CERT`, `ENVIRONMENT` | see design §6 | TLS, via db-credentials |

@@ -214,3 +214,54 @@ async fn a_server_certificate_from_another_ca_is_refused() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `TEST_QUERY` is one statement: a probe that smuggles in a COMMIT is refused by Postgres before
+/// anything runs, testSecret fails naming it, and nothing it would have written exists.
+#[tokio::test]
+async fn a_test_query_of_several_statements_is_refused_and_commits_nothing() {
+    let stack = Stack::shared();
+    let app = stack.create_app("probe").await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("probe"), &stack.secret_json(&app))
+        .await
+        .unwrap();
+    let query = "CREATE TABLE probe_left_behind (x int); COMMIT";
+    let rotator = new_rotator(stack, &vars(stack, Strategy::SingleUser, &[("TEST_QUERY", query)])).await;
+    let driver = driver(stack).await;
+    let token = driver.begin(&arn).await.unwrap();
+    driver
+        .run_steps(&arn, &token, &[Step::Create, Step::Set], &InProcess(&rotator))
+        .await
+        .unwrap();
+    let err = driver
+        .run_steps(&arn, &token, &[Step::Test], &InProcess(&rotator))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "TEST_QUERY on 127.0.0.1:{} as {}",
+            stack.postgres.port(),
+            app.role
+        )) && err.contains("42601"),
+        "{err}"
+    );
+    let table = stack
+        .postgres
+        .admin_on(&app.dbname)
+        .await
+        .unwrap()
+        .query_one("SELECT to_regclass('public.probe_left_behind')::text", &[])
+        .await
+        .unwrap()
+        .get::<_, Option<String>>(0);
+    assert_eq!(table, None, "the probe committed a table");
+    let pending = version(stack, &arn, "AWSPENDING")
+        .await
+        .expect("AWSPENDING stays for a retry");
+    assert_ne!(
+        current(stack, &arn).await["password"],
+        pending["password"],
+        "AWSCURRENT has not moved"
+    );
+}
