@@ -51,6 +51,13 @@ build: check-rust-target
 	@command -v cargo-lambda >/dev/null || scripts/deps.sh
 	cargo lambda build --release --output-format zip $(CARGO_LAMBDA_ARCH) \
 	  $(foreach b,$(LAMBDA_BINS),-p $(b)) --features $(LAMBDA_FEATURES)
+	@# cargo-lambda builds with panic=abort unless the profile says otherwise: make sure it did not
+	@# (the unwinder's message is linked only with panic=unwind).
+	@for b in $(LAMBDA_BINS); do \
+	  python3 -c 'import sys, zipfile; sys.exit(b"cannot catch foreign exceptions" not in zipfile.ZipFile(sys.argv[1]).read("bootstrap"))' \
+	    target/lambda/$$b/bootstrap.zip || \
+	  { echo "build: target/lambda/$$b/bootstrap was built with panic=abort; keep panic = \"unwind\" in [profile.release]" >&2; exit 1; }; \
+	done
 	@$(INFRA_DIR)/rds-ca-bundle.sh || \
 	  echo "build: WARNING: no RDS CA bundle ($(RDS_CA_PEM)), so no layer zip; the function zips are complete (the bundle ships as a layer), and 'make deploy' fetches it" >&2
 	@echo "build: ARCH=$(ARCH) artifacts:"
