@@ -11,6 +11,7 @@ help:
 	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
 	@echo "make test     every test, with its own throwaway stack"
 	@echo "make rotate   rotate the make-run secret through the rotation function"
+	@echo "make bench    measure the release build, rewrite docs/benchmarks.md"
 	@echo "make lint     rustfmt, clippy, cfn-lint"
 	@echo "make build    Lambda zips (ARCH=arm64|x86_64)"
 	@echo "make deploy   sam build + sam deploy --guided"
@@ -42,6 +43,13 @@ soak: deps
 	  cargo test --workspace --test rotation_under_load -- --nocapture
 	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak
+
+# Measurements, never assertions: the shipped x86_64 release binaries on the devstack; rewrites
+# docs/benchmarks.md and docs/benchmarks/*.svg. BENCH_QUICK=1 tries the harness in a minute.
+bench: deps
+	$(MAKE) build ARCH=x86_64
+	cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor
+	cargo bench -p e2e --features vendored-openssl --bench lambda
 
 lint: deps lint-infra
 	cargo fmt --all --check

@@ -7,6 +7,8 @@
 //! * [`watch`]: `cargo lambda watch` serving the functions, stopped with its whole process group;
 //! * [`rotation_driver`]: plays the Secrets Manager service rotating a secret: RotateSecret (which
 //!   leaves the empty `AWSPENDING` placeholder), the four steps with that token, then cleanup.
+//! * [`runtime_api`]: the Lambda Runtime API, serving events to a function's built (release)
+//!   binary as the Lambda service does, for the benchmarks.
 //!
 //! With `DEVSTACK_EVIDENCE_DIR` set, [`evidence`] collects every secret created and every server
 //! and function log, for the suite-wide leak check.
@@ -21,6 +23,7 @@ pub mod guard;
 pub mod moto;
 pub mod postgres;
 pub mod rotation_driver;
+pub mod runtime_api;
 pub mod signal;
 pub mod stack;
 pub mod watch;
