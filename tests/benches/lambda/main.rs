@@ -172,7 +172,7 @@ impl Binaries {
         let floor = std::env::var_os("BENCH_FLOOR_BIN").map_or(bench_dir.join("examples/cold-floor"), PathBuf::from);
         if !floor.is_file() {
             return Err(format!(
-                "{} is missing: run `cargo build --profile bench -p e2e --example cold-floor` (or `make bench`)",
+                "{} is missing: run `cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor` (or `make bench`)",
                 floor.display()
             )
             .into());
