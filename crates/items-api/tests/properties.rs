@@ -201,6 +201,15 @@ fn remove(value: &mut serde_json::Value, pointer: &str) {
 /// `None` when the request is not a documented operation (unknown path or method).
 fn documented_statuses(spec: &serde_json::Value, method: &str, path: &str) -> Option<Vec<u16>> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    // A dot segment (`.`, `..`, or percent-encoded) is resolved by URL parsing before the router
+    // sees the path (`/items/.` arrives as `/items`), so the request is not the operation it spells.
+    let dot = |s: &&str| {
+        let s = s.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    };
+    if segments.iter().any(dot) {
+        return None;
+    }
     let (_, ops) = spec["paths"].as_object()?.iter().find(|(template, _)| {
         let t: Vec<&str> = template[1..].split('/').collect();
         t.len() == segments.len()
