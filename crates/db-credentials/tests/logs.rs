@@ -12,27 +12,11 @@ mod common;
 use common::*;
 use db_credentials::{Config, Database, doctor::diagnose};
 use devstack::Stack;
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use devstack::capture::LogCapture;
 
 #[tokio::test]
 async fn no_password_reaches_any_log_line() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -101,7 +85,7 @@ async fn no_password_reaches_any_log_line() {
     .await;
     tracing::info!(report = %report.to_text(), "doctor report");
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("database credentials resolved"), "the capture works");
     assert!(
         logs.contains("database refused the credentials"),

@@ -102,3 +102,14 @@ pub(crate) fn wait_exited(pid: u32, timeout: std::time::Duration) -> bool {
     }
     exited(pid)
 }
+
+/// Stops `child` (SIGTERM, then SIGKILL after `grace`) and reaps it. Signalled while still
+/// unreaped, so its PID cannot have been given to another process.
+pub(crate) fn stop_and_reap(child: &mut std::process::Child, grace: std::time::Duration) {
+    let pid = child.id();
+    crate::signal::process(pid, "TERM");
+    if !wait_exited(pid, grace) {
+        crate::signal::process(pid, "KILL");
+    }
+    let _ = child.wait();
+}

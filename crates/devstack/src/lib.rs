@@ -7,6 +7,7 @@
 //! * [`watch`]: `cargo lambda watch` serving the functions, stopped with its whole process group;
 //! * [`rotation_driver`]: plays the Secrets Manager service rotating a secret: RotateSecret (which
 //!   leaves the empty `AWSPENDING` placeholder), the four steps with that token, then cleanup.
+//! * [`capture`]: an in-memory writer for tests that read what a `tracing` subscriber logged.
 //! * [`runtime_api`]: the Lambda Runtime API, serving events to a function's built (release)
 //!   binary as the Lambda service does, for the benchmarks.
 //!
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod evidence;
 pub mod guard;
 pub mod moto;

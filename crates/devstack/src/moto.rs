@@ -391,15 +391,9 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        // Stop it while it is still unreaped (its PID cannot be reused until we wait), then reap
-        // it, then tell the guardian only the cleanup is left.
-        let pid = self.pid();
+        // Stopped and reaped here, then the guardian is told only the cleanup is left.
         let _ = self.resume();
-        crate::signal::process(pid, "TERM");
-        if !crate::guard::wait_exited(pid, Duration::from_secs(3)) {
-            crate::signal::process(pid, "KILL");
-        }
-        let _ = self.child.wait();
+        crate::guard::stop_and_reap(&mut self.child, Duration::from_secs(3));
         self.guardian.fire_reaped();
     }
 }

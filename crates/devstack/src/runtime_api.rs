@@ -472,14 +472,8 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
-        // Stopped while still unreaped (its PID cannot be reused until we wait), then reaped, then
-        // the guardian is told nothing is left to kill.
-        let pid = self.child.id();
-        crate::signal::process(pid, "TERM");
-        if !crate::guard::wait_exited(pid, Duration::from_secs(3)) {
-            crate::signal::process(pid, "KILL");
-        }
-        let _ = self.child.wait();
+        // Stopped and reaped here, then the guardian is told nothing is left to kill.
+        crate::guard::stop_and_reap(&mut self.child, Duration::from_secs(3));
         self.guardian.fire_reaped();
     }
 }

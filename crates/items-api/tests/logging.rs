@@ -7,26 +7,11 @@ mod common;
 
 use common::{events::*, *};
 use devstack::Stack;
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use devstack::capture::LogCapture;
 
 #[tokio::test]
 async fn one_structured_line_per_request_and_no_password_anywhere() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
@@ -69,7 +54,7 @@ async fn one_structured_line_per_request_and_no_password_anywhere() {
         200
     );
 
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))

@@ -1089,33 +1089,13 @@ async fn hanging_database_is_bounded_by_the_connect_timeout_and_the_step_budget(
     assert_eq!(h.db.connects().len(), 1);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<StdMutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn rotation_token_is_forwarded_to_put_secret_value_and_no_secret_is_logged() {
     // With a single scoped dispatcher registered, tracing-core computes a callsite's interest
     // from whichever thread hits it first, so a test thread without a subscriber can switch our
     // callsites off for good. A second registered dispatcher makes it ask every dispatcher.
     let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let logs = Captured::default();
+    let logs = devstack::capture::LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::TRACE)
@@ -1141,7 +1121,7 @@ async fn rotation_token_is_forwarded_to_put_secret_value_and_no_secret_is_logged
         h.model().rotation_tokens(),
         vec![Some("rt-0123-hunter2".to_owned()), None]
     );
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let current = h.json(AWSCURRENT);
     let pending = h.pending();
     for secret in [

@@ -2,30 +2,10 @@
 //! token, user, host, duration), never a password, the secret's JSON or the RotationToken.
 
 use crate::support::*;
+use devstack::capture::LogCapture;
 use devstack::{Stack, Step};
 use rotation::Strategy;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn trace_logs_of_a_real_rotation_hold_no_secret() {
@@ -33,7 +13,7 @@ async fn trace_logs_of_a_real_rotation_hold_no_secret() {
     // from whichever thread hits it first, so a test thread without a subscriber can switch our
     // callsites off for good. A second registered dispatcher makes it ask every dispatcher.
     let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let logs = Captured::default();
+    let logs = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_env_filter(rotation::logging::filter("trace"))
@@ -59,7 +39,7 @@ async fn trace_logs_of_a_real_rotation_hold_no_secret() {
         driver.end(&arn, &token).await.unwrap();
         tokens.push(token);
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let mut secrets = vec![app.password.clone(), stack.postgres.superuser_password().to_owned()];
     for stage in ["AWSCURRENT", "AWSPREVIOUS"] {
         secrets.push(user_and_password(&version(stack, &arn, stage).await.unwrap()).1);
