@@ -4,6 +4,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# The Python tools (moto_server, cargo-lambda, cfn-lint) live in a virtual environment that
+# scripts/deps.sh makes; every target finds them, and its python3, first.
+TOOLS_BIN := $(CURDIR)/target/tools/py/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+
 .PHONY: help deps test run rotate lint fmt soak bench
 
 

@@ -18,7 +18,6 @@ LAMBDA_FEATURES := items-api/vendored-openssl,rotation/vendored-openssl
 # RdsCaBundleLayer packages this directory.
 RDS_CA_PEM := target/rds-ca-bundle/global-bundle.pem
 
-CFN_LINT_VERSION := 1.51.0
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
@@ -68,9 +67,7 @@ build: check-rust-target
 
 # cfn-lint's exit code is a bitmask (2 error, 4 warning, 8 info); warnings fail here too.
 lint-infra:
-	@python3 -c 'import cfnlint' 2>/dev/null && command -v cfn-lint >/dev/null || \
-	  { echo "lint-infra: pip install cfn-lint==$(CFN_LINT_VERSION)"; \
-	    python3 -m pip install -q --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)'; }
+	@scripts/deps.sh
 	cfn-lint --non-zero-exit-code warning $(TEMPLATE)
 
 test-infra: lint-infra

@@ -1,33 +1,54 @@
 #!/usr/bin/env bash
 # Installs what `make run` / `make test` need and is missing. Idempotent; quiet when all is present.
+#
+# What works where: Debian 12 (and derivatives with apt, e.g. Ubuntu 22.04+) is installed by this
+# script. On any other system (macOS included) it installs nothing through a package manager: it
+# names what is missing (PostgreSQL 15+ server binaries, OpenSSL, pkg-config, Python 3 with venv)
+# and stops; the Python tools and everything else are then installed the same way.
+#
+# Python tools go into virtual environments under target/tools (PEP 668: Debian's python3 refuses
+# `pip install` into the system), whichever python3 is first on PATH:
+#   target/tools/py            moto[server], cargo-lambda, cfn-lint  (scripts/python-tools.txt)
+#   target/tools/schemathesis  schemathesis (it pins libraries moto also uses)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_initdb() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; }
+have_venv() { command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; }
 
 need_apt=()
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+have_initdb || need_apt+=(postgresql)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+command -v python3 >/dev/null || need_apt+=(python3)
+have_venv || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "deps: missing ${need_apt[*]} and this is not a Debian-like system (no apt-get)." >&2
+    echo "deps: install them with your package manager (macOS: brew install postgresql@15 openssl pkg-config python), then run make again." >&2
+    exit 1
+  fi
   echo "deps: apt-get install ${need_apt[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-PIP=(python3 -m pip install -q --disable-pip-version-check)
-python3 -c 'import moto, flask' 2>/dev/null && command -v moto_server >/dev/null \
-  || { echo "deps: pip install moto[server]"; "${PIP[@]}" 'moto[server]==5.2.1'; }
-command -v cargo-lambda >/dev/null \
-  || { echo "deps: pip install cargo-lambda"; "${PIP[@]}" 'cargo-lambda==1.9.2'; }
-command -v cfn-lint >/dev/null \
-  || { echo "deps: pip install cfn-lint"; "${PIP[@]}" 'cfn-lint==1.51.0'; }
-hash -r
+# A venv is rebuilt when its requirements change: the stamp holds the list it was made from.
+venv() {
+  local dir=$1 requirements=$2
+  if [ -x "$dir/bin/python3" ] && cmp -s "$requirements" "$dir/.requirements" 2>/dev/null; then
+    return
+  fi
+  echo "deps: python tools ($(grep -v '^#' "$requirements" | grep . | tr '\n' ' ')) into $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$dir/.requirements"
+}
 
-# schemathesis (HTTP fuzzing from openapi.json) in its own venv: it pins libraries moto also uses.
-ST_VENV=target/tools/schemathesis
-if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
-  echo "deps: schemathesis into $ST_VENV"
-  python3 -m venv "$ST_VENV"
-  "$ST_VENV/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
-fi
+venv target/tools/py scripts/python-tools.txt
+printf 'schemathesis==4.32.5\n' > target/tools/.schemathesis-requirements
+venv target/tools/schemathesis target/tools/.schemathesis-requirements
