@@ -22,3 +22,12 @@ pub const AUTH_FAILURES_UNRECOVERED: &str = "AuthFailuresUnrecovered";
 pub const DATABASE_CONNECTS: &str = "DatabaseConnects";
 /// Database connections that failed for reasons other than authentication.
 pub const DATABASE_CONNECT_ERRORS: &str = "DatabaseConnectErrors";
+/// Requests items-api answered 503 (a condition of the database or of AWS), whatever the cause.
+pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+/// Connects the database refused for want of connection slots (SQLSTATE 53300), after backing off.
+pub const CONNECTIONS_EXHAUSTED: &str = "ConnectionsExhausted";
+/// Times a session was found on a node that is no longer the writer (read-only, shut down) and a
+/// writer was looked for through the endpoint.
+pub const FAILOVERS_DETECTED: &str = "FailoversDetected";
+/// Time from detecting a failover to the first session on a writer, in milliseconds.
+pub const TIME_TO_WRITER_MS: &str = "TimeToWriterMs";

@@ -87,6 +87,9 @@ impl App {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", v);
         }
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            metrics::counter!(db_credentials::metric::SERVICE_UNAVAILABLE).increment(1);
+        }
         tracing::info!(
             request_id = %request_id,
             method = %req.method(),
