@@ -454,7 +454,7 @@ async fn role_password_unchanged(stack: &Stack, app: &devstack::AppDatabase) -> 
             root_cert: Some(stack.postgres.ca_cert()),
         },
     );
-    db_credentials::connect::connect(&creds, std::time::Duration::from_secs(5), "malformed-check")
+    db_credentials::connect(&creds, std::time::Duration::from_secs(5), "malformed-check")
         .await
         .is_ok()
 }

@@ -2,7 +2,7 @@
 //! `cargo lambda invoke` against `cargo lambda watch`; after each, the new AWSCURRENT logs in and
 //! (single user) the old password no longer does.
 
-use db_credentials::{Credentials, SslMode, TlsSettings, connect::connect};
+use db_credentials::{Credentials, SslMode, TlsSettings, connect};
 use devstack::{RotationDriver, Stack, Watch, rotation_driver::CargoLambdaInvoke, watch::workspace_root};
 use serde_json::{Value, json};
 use std::time::Duration;

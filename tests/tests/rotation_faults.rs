@@ -5,7 +5,7 @@
 //! In process: the rotation function with its test-only failpoints (cargo feature `failpoints`)
 //! and items-api's handler with a new database connection per request.
 
-use db_credentials::{Config as DbConfig, CredentialProvider, Database, SslMode, TlsSettings, connect::connect};
+use db_credentials::{Config as DbConfig, CredentialProvider, Database, SslMode, TlsSettings, connect};
 use devstack::{RotationDriver, Stack, StepRunner, rotation_driver::RotationEvent, rotation_driver::Step};
 use items_api::{App, Settings};
 use rotation::{AwsRotator, Config, Failpoint};

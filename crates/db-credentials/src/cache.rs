@@ -11,7 +11,7 @@ use crate::{
     aws::{AwsError, AwsErrorKind},
     metric,
     secret::{DbSecret, SecretError},
-    secrets_manager::{AWSCURRENT, AWSPENDING, SecretValue, SecretsBackend},
+    secrets_manager::{ReadSecrets, SecretValue, Stage},
 };
 use secrecy::ExposeSecret;
 use std::{
@@ -22,26 +22,6 @@ use tokio::sync::Mutex;
 
 /// After a transient failure, try again no later than this.
 const STALE_RETRY: Duration = Duration::from_secs(5);
-
-/// Which stage a cached value was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// `AWSCURRENT`.
-    Current,
-    /// `AWSPENDING`: used only after the current value was refused by the database, which is what
-    /// single-user rotation looks like between setSecret and finishSecret.
-    Pending,
-}
-
-impl Stage {
-    /// The Secrets Manager label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Current => AWSCURRENT,
-            Self::Pending => AWSPENDING,
-        }
-    }
-}
 
 /// A cached secret version.
 #[derive(Debug, Clone)]
@@ -96,7 +76,7 @@ pub struct SecretCache<B> {
     status: StdMutex<CacheStatus>,
 }
 
-impl<B: SecretsBackend> SecretCache<B> {
+impl<B: ReadSecrets> SecretCache<B> {
     /// A cache for `secret_id` revalidated every `ttl` (zero: on every call).
     pub fn new(backend: B, secret_id: impl Into<String>, ttl: Duration) -> Self {
         Self {
@@ -136,9 +116,10 @@ impl<B: SecretsBackend> SecretCache<B> {
             metrics::counter!(metric::SECRET_REVALIDATIONS).increment(1);
             match self.backend.describe(&self.secret_id).await {
                 Ok(desc) => {
-                    let is_current = desc.has_stage(&entry.version_id, AWSCURRENT);
+                    let is_current = desc.has_stage(&entry.version_id, Stage::Current);
                     // A pending value adopted mid-rotation stays in use until AWSCURRENT moves to it.
-                    let still_pending = entry.stage == Stage::Pending && desc.has_stage(&entry.version_id, AWSPENDING);
+                    let still_pending =
+                        entry.stage == Stage::Pending && desc.has_stage(&entry.version_id, Stage::Pending);
                     if is_current || still_pending {
                         let stage = if is_current { Stage::Current } else { Stage::Pending };
                         return Ok(self.store(
@@ -187,7 +168,7 @@ impl<B: SecretsBackend> SecretCache<B> {
     /// [`CacheError`] on failures other than "no such version".
     pub async fn pending(&self) -> Result<Option<CachedSecret>, CacheError> {
         let started = Instant::now();
-        let value = match self.backend.get_by_stage(&self.secret_id, AWSPENDING).await {
+        let value = match self.backend.get_value(&self.secret_id, Stage::Pending, None).await {
             Ok(v) => v,
             Err(e) if e.kind == AwsErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -222,7 +203,7 @@ impl<B: SecretsBackend> SecretCache<B> {
 
     async fn fetch_current(&self, state: &mut State) -> Result<CachedSecret, CacheError> {
         let started = Instant::now();
-        match self.backend.get_by_stage(&self.secret_id, AWSCURRENT).await {
+        match self.backend.get_value(&self.secret_id, Stage::Current, None).await {
             Ok(value) => {
                 record_fetch(started);
                 let entry = self
@@ -306,7 +287,7 @@ fn record_fetch(started: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets_manager::SecretDescription;
+    use crate::secrets_manager::{AWSCURRENT, AWSPENDING, SecretDescription};
     use secrecy::SecretString;
     use std::{
         collections::{HashMap, VecDeque},
@@ -346,7 +327,7 @@ mod tests {
         }
     }
 
-    impl SecretsBackend for Fake {
+    impl ReadSecrets for Fake {
         async fn describe(&self, _: &str) -> Result<SecretDescription, AwsError> {
             self.describes.fetch_add(1, Ordering::SeqCst);
             if let Some(kind) = self.describe_failures.lock().unwrap().pop_front() {
@@ -358,7 +339,8 @@ mod tests {
                 ..Default::default()
             })
         }
-        async fn get_by_stage(&self, _: &str, stage: &str) -> Result<SecretValue, AwsError> {
+        async fn get_value(&self, _: &str, stage: Stage, _: Option<&str>) -> Result<SecretValue, AwsError> {
+            let stage = stage.label();
             self.gets.fetch_add(1, Ordering::SeqCst);
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;

@@ -82,7 +82,7 @@ pub struct ConnectError {
     /// Where the credentials came from.
     pub source: SourceKind,
     /// SQLSTATE, when the server sent one.
-    pub sqlstate: Option<String>,
+    pub sqlstate: Option<SqlState>,
     /// What went wrong.
     pub detail: String,
 }
@@ -125,7 +125,7 @@ impl ConnectError {
         }
     }
 
-    fn new(creds: &Credentials, kind: ConnectErrorKind, sqlstate: Option<String>, detail: String) -> Self {
+    fn new(creds: &Credentials, kind: ConnectErrorKind, sqlstate: Option<SqlState>, detail: String) -> Self {
         Self {
             kind,
             user: creds.user.clone(),
@@ -215,6 +215,15 @@ pub fn is_auth_error(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
 }
 
+/// What the server said, as `SEVERITY SQLSTATE: message` (tokio-postgres's `Display` omits it for
+/// database errors), or the client-side error. Never a statement: a statement can hold a verifier.
+pub fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 fn classify(creds: &Credentials, e: &tokio_postgres::Error) -> ConnectError {
     use std::error::Error as _;
     if let Some(db) = e.as_db_error() {
@@ -223,8 +232,7 @@ fn classify(creds: &Credentials, e: &tokio_postgres::Error) -> ConnectError {
         } else {
             ConnectErrorKind::Server
         };
-        let detail = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-        return ConnectError::new(creds, kind, Some(db.code().code().to_owned()), detail);
+        return ConnectError::new(creds, kind, Some(db.code().clone()), server_message(e));
     }
     // tokio-postgres's Display omits the cause ("error performing TLS handshake"); the chain has
     // the useful part ("certificate verify failed…").

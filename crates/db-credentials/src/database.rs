@@ -6,9 +6,12 @@
 use crate::{
     connect::{ConnectError, Connection, connect},
     metric,
+    rds::{RdsApi, RdsEndpoints},
+    secrets_manager::{ReadSecrets, SdkSecrets},
     source::{CredentialProvider, Credentials},
 };
 use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
 
 /// Limits on recovering from a refused login.
 #[derive(Debug, Clone, Copy)]
@@ -32,15 +35,15 @@ impl Default for RecoveryPolicy {
 }
 
 /// The credential provider plus the rules for turning credentials into a connection.
-pub struct Database {
-    provider: CredentialProvider,
+pub struct Database<S = SdkSecrets, R = RdsApi> {
+    provider: CredentialProvider<S, R>,
     application_name: String,
     policy: RecoveryPolicy,
 }
 
-impl Database {
+impl<S: ReadSecrets, R: RdsEndpoints> Database<S, R> {
     /// A database reached through `provider`; `application_name` shows in `pg_stat_activity`.
-    pub fn new(provider: CredentialProvider, application_name: &str) -> Self {
+    pub fn new(provider: CredentialProvider<S, R>, application_name: &str) -> Self {
         Self {
             provider,
             application_name: application_name.to_owned(),
@@ -55,7 +58,7 @@ impl Database {
     }
 
     /// The credential provider.
-    pub fn provider(&self) -> &CredentialProvider {
+    pub fn provider(&self) -> &CredentialProvider<S, R> {
         &self.provider
     }
 
@@ -108,7 +111,7 @@ impl Database {
                 user = %last.user,
                 host = %last.host,
                 version_id = refused_versions.last().cloned().flatten().as_deref().unwrap_or("-"),
-                sqlstate = last.sqlstate.as_deref().unwrap_or("-"),
+                sqlstate = last.sqlstate.as_ref().map_or("-", SqlState::code),
                 "database refused the credentials; refreshing"
             );
             // Find credentials not tried yet.

@@ -1,12 +1,18 @@
 //! Postgres credentials for Lambda functions: where they come from, how they are kept, and how a
 //! connection survives a password rotation.
 //!
-//! * [`secret`]: the JSON a Secrets Manager database secret holds; errors name keys, never values.
+//! The vocabulary both Lambdas share:
+//!
+//! * [`DbSecret`]: the JSON a Secrets Manager database secret holds; errors name keys, never values.
+//! * [`secrets_manager`]: stages (`Stage`), DescribeSecret/GetSecretValue behind `ReadSecrets`
+//!   (which the rotation function extends with its writes), and an exact in-memory model of
+//!   Secrets Manager for unit tests (feature `test-util`).
+//! * [`Endpoint`] and [`resolve_endpoint`]: where a secret's database is (its host, else the RDS API).
+//! * [`TlsEnv`] → [`TlsSettings`]: libpq's `sslmode` names on native-tls, decided in one place.
 //! * [`config`]: env read once into a typed [`Config`]; the `auto` source order.
-//! * [`source`]: the [`CredentialProvider`] over Secrets Manager, SSM, RDS IAM, URL and env.
-//! * [`cache`]: the Secrets Manager cache: TTL, DescribeSecret revalidation, single-flight, stale-on-error.
-//! * [`tls`]: libpq's `sslmode` names on native-tls, with multi-certificate CA bundles.
-//! * [`connect`] and [`database`]: one connection, and connecting through a rotation.
+//! * [`CredentialProvider`]: credentials from Secrets Manager, SSM, RDS IAM, a URL or env; the
+//!   Secrets Manager cache (TTL, DescribeSecret revalidation, single flight, stale-on-error).
+//! * [`connect()`] and [`Database`]: one connection, and connecting through a rotation.
 //! * [`doctor`]: the staged checks behind the `db-doctor` binary.
 //!
 //! ```no_run
@@ -22,41 +28,25 @@
 #![warn(missing_docs)]
 
 pub mod aws;
-pub mod cache;
+mod cache;
 pub mod config;
-pub mod connect;
-pub mod database;
+mod connect;
+mod database;
 pub mod doctor;
+mod endpoint;
 pub mod logging;
 pub mod metric;
 pub mod rds;
-pub mod secret;
+mod secret;
 pub mod secrets_manager;
-pub mod source;
-pub mod tls;
+mod source;
+mod tls;
 
-pub use config::{Config, ConfigError, Environment, SourceKind};
-pub use connect::{ConnectError, ConnectErrorKind, Connection, ConnectionInfo};
+pub use cache::{CacheStatus, CachedSecret};
+pub use config::{Config, ConfigError, SourceKind};
+pub use connect::{ConnectError, ConnectErrorKind, Connection, ConnectionInfo, connect, is_auth_error, server_message};
 pub use database::{Database, RecoveryPolicy};
-pub use secret::{DbSecret, SecretError};
-pub use source::{CredentialError, CredentialProvider, Credentials, Origin};
-pub use tls::{SslMode, TlsSettings};
-
-/// Logs the start-up facts about configuration: which source won, which were ignored, and
-/// variables that look like ours but are unknown (likely typos).
-pub fn log_config(config: &Config) {
-    if !config.ignored_sources.is_empty() {
-        let ignored: Vec<&str> = config.ignored_sources.iter().map(|k| k.as_str()).collect();
-        tracing::warn!(
-            source = config.source.kind().as_str(),
-            ignored = %ignored.join(","),
-            "several credential sources are configured; using the first in order secretsmanager, ssm, iam, url, env"
-        );
-    }
-    for var in &config.unknown_vars {
-        tracing::warn!(variable = %var, "unknown database setting ignored; check its spelling");
-    }
-    if config.dotenv_loaded {
-        tracing::info!("read .env (ENVIRONMENT=local)");
-    }
-}
+pub use endpoint::{Endpoint, EndpointError, resolve as resolve_endpoint};
+pub use secret::{DEFAULT_DBNAME, DEFAULT_PORT, DbSecret, SUPPORTED_ENGINES, SecretError};
+pub use source::{CredentialError, CredentialProvider, Credentials, Origin, SourceStatus};
+pub use tls::{Environment, SslMode, TlsEnv, TlsError, TlsSettings};

@@ -4,6 +4,14 @@
 use crate::{aws::AwsError, secret::DbSecret};
 use aws_config::SdkConfig;
 use secrecy::SecretString;
+use std::future::Future;
+
+/// Looks up the writer endpoint of an instance or cluster: [`RdsApi`] in production, a fake in
+/// unit tests.
+pub trait RdsEndpoints: Send + Sync {
+    /// Writer endpoint (host, port) of `target`.
+    fn endpoint(&self, target: &RdsTarget) -> impl Future<Output = Result<(String, u16), AwsError>> + Send;
+}
 
 /// Tag RDS puts on the secret it manages for an instance's master user.
 pub const TAG_INSTANCE_ARN: &str = "aws:rds:primarydbinstancearn";
@@ -42,6 +50,15 @@ impl RdsTarget {
     }
 }
 
+impl std::fmt::Display for RdsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Instance(id) => write!(f, "DB instance {id}"),
+            Self::Cluster(id) => write!(f, "DB cluster {id}"),
+        }
+    }
+}
+
 /// The RDS API client.
 #[derive(Debug, Clone)]
 pub struct RdsApi {
@@ -55,13 +72,11 @@ impl RdsApi {
             client: aws_sdk_rds::Client::new(sdk),
         }
     }
+}
 
-    /// Writer endpoint of an instance or cluster.
-    ///
-    /// # Errors
-    /// [`AwsError`] from DescribeDBInstances / DescribeDBClusters, or `NotFound` when the
-    /// response carries no endpoint.
-    pub async fn endpoint(&self, target: &RdsTarget) -> Result<(String, u16), AwsError> {
+/// DescribeDBInstances / DescribeDBClusters; `NotFound` when the response carries no endpoint.
+impl RdsEndpoints for RdsApi {
+    async fn endpoint(&self, target: &RdsTarget) -> Result<(String, u16), AwsError> {
         let missing = |what: &str| {
             AwsError::new(
                 crate::aws::AwsErrorKind::NotFound,

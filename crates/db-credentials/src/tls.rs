@@ -1,10 +1,11 @@
-//! TLS to Postgres (design §6): libpq's `sslmode` names mapped onto native-tls.
+//! TLS to Postgres (design §6): libpq's `sslmode` names mapped onto native-tls, and the one place
+//! that decides a connection's TLS settings from the environment and the secret.
 //!
 //! tokio-postgres itself only knows disable/prefer/require; verification is the connector's job.
 //! So `verify-full` is `require` plus a connector that checks chain and hostname, `verify-ca` skips
 //! the hostname, and plain `require` encrypts without verifying, exactly as libpq does.
 
-use crate::config::Environment;
+use crate::secret::DbSecret;
 use native_tls::{Certificate, TlsConnector};
 use postgres_native_tls::MakeTlsConnector;
 use std::{
@@ -14,6 +15,104 @@ use std::{
     str::FromStr,
     sync::{Mutex, OnceLock},
 };
+
+/// Deployment environment (`ENVIRONMENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// A developer machine: `.env` is read.
+    #[default]
+    Local,
+    /// A shared pre-production environment.
+    Staging,
+    /// Production: plaintext database connections are refused.
+    Production,
+}
+
+impl Environment {
+    /// The name as written in `ENVIRONMENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// The settings every function reads the same way to reach its database: `ENVIRONMENT`,
+/// `DB_SSLMODE` (a plaintext mode is refused in production) and `DB_SSL_ROOT_CERT`, read by
+/// [`TlsEnv::from_vars`]. Turned into a connection's [`TlsSettings`] by [`TlsEnv::settings`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsEnv {
+    /// `ENVIRONMENT` (default local).
+    pub environment: Environment,
+    /// `DB_SSLMODE`; unset means the default of [`TlsEnv::settings`].
+    pub ssl_mode: Option<SslMode>,
+    /// `DB_SSL_ROOT_CERT`: CA bundle for verify-ca / verify-full.
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl TlsEnv {
+    /// These settings with a `postgres://` URL's own `sslmode` / `sslrootcert`, which win.
+    ///
+    /// # Errors
+    /// [`TlsError::PlaintextInProduction`] when the URL asks for a plaintext mode in production.
+    pub fn overridden(&self, ssl_mode: Option<SslMode>, ssl_root_cert: Option<PathBuf>) -> Result<Self, TlsError> {
+        self.refuse_plaintext(ssl_mode)?;
+        Ok(Self {
+            environment: self.environment,
+            ssl_mode: ssl_mode.or(self.ssl_mode),
+            ssl_root_cert: ssl_root_cert.or_else(|| self.ssl_root_cert.clone()),
+        })
+    }
+
+    /// The TLS settings for a database, from these settings and, when the credentials come from a
+    /// secret, its `ssl` and `ssl_cert_path`:
+    ///
+    /// * default: `verify-full` when a root certificate is configured, otherwise `require`;
+    /// * `ssl: false` in the secret changes nothing: plaintext takes an explicit `DB_SSLMODE`;
+    /// * `ssl: true` turns `prefer` into `require` and makes `disable` an error: no silent plaintext;
+    /// * production refuses `disable` and `prefer`.
+    ///
+    /// # Errors
+    /// [`TlsError::PlaintextInProduction`] or [`TlsError::SecretRequiresTls`].
+    pub fn settings(&self, secret: Option<&DbSecret>) -> Result<TlsSettings, TlsError> {
+        self.decide(secret.and_then(DbSecret::ssl), secret.and_then(DbSecret::ssl_cert_path))
+    }
+
+    fn decide(&self, secret_ssl: Option<bool>, secret_cert_path: Option<&str>) -> Result<TlsSettings, TlsError> {
+        let root_cert = self
+            .ssl_root_cert
+            .clone()
+            .or_else(|| secret_cert_path.map(PathBuf::from));
+        let default = if root_cert.is_some() {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Require
+        };
+        // `ssl: false` in a secret does not turn TLS off: whoever can write the secret must not be
+        // able to downgrade the connection. Plaintext takes an explicit DB_SSLMODE.
+        let mut mode = self.ssl_mode.unwrap_or(default);
+        if secret_ssl == Some(true) {
+            match mode {
+                SslMode::Disable => return Err(TlsError::SecretRequiresTls),
+                SslMode::Prefer => mode = SslMode::Require,
+                _ => {}
+            }
+        }
+        self.refuse_plaintext(Some(mode))?;
+        Ok(TlsSettings { mode, root_cert })
+    }
+
+    pub(crate) fn refuse_plaintext(&self, mode: Option<SslMode>) -> Result<(), TlsError> {
+        match mode {
+            Some(mode) if self.environment == Environment::Production && mode <= SslMode::Prefer => {
+                Err(TlsError::PlaintextInProduction { mode })
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 /// libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,11 +163,11 @@ impl FromStr for SslMode {
 }
 
 /// Why TLS cannot be set up as configured.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
-    /// `ENVIRONMENT=production` with a mode that allows plaintext.
+    /// `ENVIRONMENT=production` with a mode that allows plaintext (from `DB_SSLMODE` or a URL).
     #[error(
-        "sslmode {mode} allows plaintext, which ENVIRONMENT=production refuses; use require, verify-ca or verify-full"
+        "DB_SSLMODE={mode} allows plaintext, which ENVIRONMENT=production refuses; use require, verify-ca or verify-full"
     )]
     PlaintextInProduction {
         /// The refused mode.
@@ -107,45 +206,6 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Works out the effective settings from env (`DB_SSLMODE`, `DB_SSL_ROOT_CERT`) and the secret's
-    /// `ssl` / `ssl_cert_path`.
-    ///
-    /// * default: `verify-full` when a root certificate is configured, otherwise `require`;
-    /// * `ssl: false` in the secret changes nothing: plaintext takes an explicit `DB_SSLMODE`;
-    /// * `ssl: true` turns `prefer` into `require` and makes `disable` an error: no silent plaintext;
-    /// * production refuses `disable` and `prefer`.
-    ///
-    /// # Errors
-    /// [`TlsError::PlaintextInProduction`] or [`TlsError::SecretRequiresTls`].
-    pub fn resolve(
-        env_mode: Option<SslMode>,
-        env_root: Option<&PathBuf>,
-        secret_ssl: Option<bool>,
-        secret_cert_path: Option<&str>,
-        environment: Environment,
-    ) -> Result<Self, TlsError> {
-        let root_cert = env_root.cloned().or_else(|| secret_cert_path.map(PathBuf::from));
-        let default = if root_cert.is_some() {
-            SslMode::VerifyFull
-        } else {
-            SslMode::Require
-        };
-        // `ssl: false` in a secret does not turn TLS off: whoever can write the secret must not be
-        // able to downgrade the connection. Plaintext takes an explicit DB_SSLMODE.
-        let mut mode = env_mode.unwrap_or(default);
-        if secret_ssl == Some(true) {
-            match mode {
-                SslMode::Disable => return Err(TlsError::SecretRequiresTls),
-                SslMode::Prefer => mode = SslMode::Require,
-                _ => {}
-            }
-        }
-        if environment == Environment::Production && mode <= SslMode::Prefer {
-            return Err(TlsError::PlaintextInProduction { mode });
-        }
-        Ok(Self { mode, root_cert })
-    }
-
     /// Whether a connection made with these settings is certain to be encrypted.
     pub fn requires_tls(&self) -> bool {
         self.mode >= SslMode::Require
@@ -235,13 +295,17 @@ mod tests {
     use Environment::{Local, Production};
 
     fn resolve(
-        env: Option<SslMode>,
+        ssl_mode: Option<SslMode>,
         root: Option<&str>,
         ssl: Option<bool>,
         environment: Environment,
     ) -> Result<TlsSettings, TlsError> {
-        let root = root.map(PathBuf::from);
-        TlsSettings::resolve(env, root.as_ref(), ssl, None, environment)
+        let env = TlsEnv {
+            environment,
+            ssl_mode,
+            ssl_root_cert: root.map(PathBuf::from),
+        };
+        env.decide(ssl, None)
     }
 
     #[test]
@@ -266,7 +330,7 @@ mod tests {
             SslMode::VerifyFull
         );
         assert_eq!(resolve(None, None, None, Local).unwrap().mode, SslMode::Require);
-        let from_secret = TlsSettings::resolve(None, None, None, Some("/opt/rds.pem"), Local).unwrap();
+        let from_secret = TlsEnv::default().decide(None, Some("/opt/rds.pem")).unwrap();
         assert_eq!(from_secret.mode, SslMode::VerifyFull);
         assert_eq!(from_secret.root_cert, Some(PathBuf::from("/opt/rds.pem")));
     }

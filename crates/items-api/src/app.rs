@@ -1,13 +1,12 @@
 //! The request handler: route, validate, run, answer, log one line.
 
 use crate::{
-    db::{Db, DbError},
+    db::{Retry, SharedConnection},
     health,
     item::ItemInput,
     json_response,
     problem::ApiError,
     routes::{self, Route, truncate},
-    store, unavailable,
 };
 use db_credentials::Database;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -49,19 +48,19 @@ impl Settings {
 
 /// Everything a request needs, built once per execution environment.
 pub struct App {
-    db: Db,
+    db: SharedConnection,
 }
 
 impl App {
     /// The application over `database`.
     pub fn new(database: Database, settings: Settings) -> Self {
         Self {
-            db: Db::new(database, settings.fresh_connection_per_request),
+            db: SharedConnection::new(database, settings.fresh_connection_per_request),
         }
     }
 
     /// The connection holder.
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &SharedConnection {
         &self.db
     }
 
@@ -109,11 +108,12 @@ impl App {
                 let (limit, offset) = paging(req)?;
                 let items = self
                     .db
-                    .run(true, |live| async move {
-                        store::list(&live.conn.client, &live.statements, limit, offset).await
-                    })
+                    .run(
+                        Retry::Idempotent,
+                        |live| async move { live.store.list(limit, offset).await },
+                    )
                     .await
-                    .map_err(db_error)?;
+                    .map_err(ApiError::from_db)?;
                 Ok(json_response(
                     StatusCode::OK,
                     &json!({"items": items, "limit": limit, "offset": offset}),
@@ -124,11 +124,9 @@ impl App {
                 let input = &input;
                 let item = self
                     .db
-                    .run(false, |live| async move {
-                        store::create(&live.conn.client, &live.statements, input).await
-                    })
+                    .run(Retry::Never, |live| async move { live.store.create(input).await })
                     .await
-                    .map_err(db_error)?;
+                    .map_err(ApiError::from_db)?;
                 let mut response = json_response(StatusCode::CREATED, &json!(item));
                 if let Ok(location) = HeaderValue::from_str(&format!("{prefix}/items/{}", item.id)) {
                     response.headers_mut().insert(header::LOCATION, location);
@@ -138,11 +136,9 @@ impl App {
             Route::GetItem(id) => {
                 let item = self
                     .db
-                    .run(true, |live| async move {
-                        store::get(&live.conn.client, &live.statements, id).await
-                    })
+                    .run(Retry::Idempotent, |live| async move { live.store.get(id).await })
                     .await
-                    .map_err(db_error)?;
+                    .map_err(ApiError::from_db)?;
                 item.map(|i| json_response(StatusCode::OK, &json!(i)))
                     .ok_or_else(|| not_found(id))
             }
@@ -151,22 +147,21 @@ impl App {
                 let input = &input;
                 let item = self
                     .db
-                    .run(true, |live| async move {
-                        store::replace(&live.conn.client, &live.statements, id, input).await
-                    })
+                    .run(
+                        Retry::Idempotent,
+                        |live| async move { live.store.replace(id, input).await },
+                    )
                     .await
-                    .map_err(db_error)?;
+                    .map_err(ApiError::from_db)?;
                 item.map(|i| json_response(StatusCode::OK, &json!(i)))
                     .ok_or_else(|| not_found(id))
             }
             Route::DeleteItem(id) => {
                 let deleted = self
                     .db
-                    .run(true, |live| async move {
-                        store::delete(&live.conn.client, &live.statements, id).await
-                    })
+                    .run(Retry::Idempotent, |live| async move { live.store.delete(id).await })
                     .await
-                    .map_err(db_error)?;
+                    .map_err(ApiError::from_db)?;
                 if !deleted {
                     return Err(not_found(id));
                 }
@@ -180,19 +175,6 @@ impl App {
 
 fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("item {id} does not exist"))
-}
-
-fn db_error(e: DbError) -> ApiError {
-    match &e {
-        DbError::Query(q) if !crate::db::connection_lost(q) => {
-            tracing::error!(error = %e, "unexpected database error");
-            ApiError::Internal
-        }
-        _ => {
-            tracing::error!(error = %e, "database unavailable");
-            unavailable(&e)
-        }
-    }
 }
 
 fn request_id(req: &Request) -> String {

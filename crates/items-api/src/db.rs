@@ -6,8 +6,8 @@
 //! have dropped the socket) it is checked with an empty query before use. A connection that died
 //! is replaced once; idempotent operations are then retried on the new one.
 
-use crate::store::{self, Statements};
-use db_credentials::{ConnectError, Connection, Database};
+use crate::store::{self, ItemStore};
+use db_credentials::{ConnectError, Database, server_message};
 use std::{
     future::Future,
     sync::{
@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::sync::{Mutex, RwLock};
+use tokio_postgres::error::SqlState;
 
 /// Idle time after which a connection is checked before use.
 pub const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
@@ -26,13 +27,11 @@ pub const IDLE_PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on a single query (and on the idle check).
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A live connection with its prepared statements.
+/// A live connection with its prepared statements, and when it was last used.
 #[derive(Debug)]
 pub struct Live {
-    /// The connection.
-    pub conn: Connection,
-    /// Prepared statements.
-    pub statements: Statements,
+    /// The connection and its statements.
+    pub store: ItemStore,
     last_used: StdMutex<Instant>,
 }
 
@@ -67,8 +66,17 @@ pub enum DbError {
     Timeout,
 }
 
+/// Whether an operation may run a second time on a new connection when its connection died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Running it twice has the effect of running it once (reads, PUT, DELETE).
+    Idempotent,
+    /// It must not be repeated (POST): its outcome is unknown, and a repeat could apply it twice.
+    Never,
+}
+
 /// The connection holder. See the module docs.
-pub struct Db {
+pub struct SharedConnection {
     database: Database,
     live: RwLock<Option<Arc<Live>>>,
     /// Single flight for connects. Holds the outcome of the last attempt, so callers that queued
@@ -79,7 +87,7 @@ pub struct Db {
     fresh_per_request: bool,
 }
 
-impl Db {
+impl SharedConnection {
     /// A holder over `database`. `fresh_per_request` opens a new connection for every operation
     /// (a test setting that makes every request exercise credentials).
     pub fn new(database: Database, fresh_per_request: bool) -> Self {
@@ -114,7 +122,13 @@ impl Db {
         // attempt, not N in a row (each of which can take the whole connect timeout).
         let seen = self.attempts.load(Ordering::Acquire);
         let mut last = self.connecting.lock().await;
-        if let Some(live) = self.live.read().await.clone().filter(|l| !l.conn.client.is_closed()) {
+        if let Some(live) = self
+            .live
+            .read()
+            .await
+            .clone()
+            .filter(|l| !l.store.connection().client.is_closed())
+        {
             return Ok(live);
         }
         if self.attempts.load(Ordering::Acquire) != seen
@@ -139,12 +153,13 @@ impl Db {
 
     async fn shared(&self) -> Option<Arc<Live>> {
         let live = self.live.read().await.clone()?;
-        if !live.conn.client.is_closed() {
+        let client = &live.store.connection().client;
+        if !client.is_closed() {
             if live.idle() < IDLE_CHECK_AFTER {
                 live.touch();
                 return Some(live);
             }
-            let ping = tokio::time::timeout(IDLE_PING_TIMEOUT, live.conn.client.simple_query("")).await;
+            let ping = tokio::time::timeout(IDLE_PING_TIMEOUT, client.simple_query("")).await;
             if matches!(ping, Ok(Ok(_))) {
                 live.touch();
                 return Some(live);
@@ -164,10 +179,9 @@ impl Db {
             store::ensure_schema(&conn.client).await.map_err(setup_error)?;
             self.schema_ready.store(true, Ordering::Release);
         }
-        let statements = Statements::prepare(&conn.client).await.map_err(setup_error)?;
+        let store = ItemStore::new(conn).await.map_err(setup_error)?;
         Ok(Arc::new(Live {
-            conn,
-            statements,
+            store,
             last_used: StdMutex::new(Instant::now()),
         }))
     }
@@ -181,11 +195,11 @@ impl Db {
     }
 
     /// Runs `op` on a connection. If the connection turns out to be dead, it is replaced and,
-    /// when `idempotent`, `op` runs once more on the new one.
+    /// when `retry` allows, `op` runs once more on the new one.
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, DbError>
+    pub async fn run<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, DbError>
     where
         F: Fn(Arc<Live>) -> Fut,
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
@@ -195,7 +209,7 @@ impl Db {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if connection_lost(&e) => {
                 self.discard(&live).await;
-                if !idempotent {
+                if retry == Retry::Never {
                     return Err(DbError::Lost);
                 }
                 tracing::info!(error = %e, "database connection lost; retrying once on a new connection");
@@ -231,11 +245,7 @@ struct Attempt {
 }
 
 fn setup_error(e: tokio_postgres::Error) -> DbError {
-    // The server's message (tokio-postgres's Display omits it for database errors).
-    DbError::Setup(match e.as_db_error() {
-        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
-    })
+    DbError::Setup(server_message(&e))
 }
 
 /// Whether an error means the connection is gone (as opposed to the statement failing).
@@ -244,10 +254,15 @@ pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
-    if let Some(db) = e.as_db_error() {
-        // admin_shutdown, crash_shutdown, cannot_connect_now, and the connection_exception class.
-        let code = db.code().code();
-        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    if let Some(code) = e.code() {
+        // The connection_exception class (08), and admin_shutdown, crash_shutdown, cannot_connect_now.
+        return code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code);
     }
     let mut source = e.source();
     while let Some(s) = source {

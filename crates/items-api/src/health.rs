@@ -1,7 +1,7 @@
 //! `/health` and `/health/db`.
 
-use crate::{db::Db, json_response, problem::ApiError};
-use db_credentials::cache::Stage;
+use crate::{db::SharedConnection, json_response, problem::ApiError};
+use db_credentials::secrets_manager::Stage;
 use http::{Response, StatusCode, header};
 use lambda_http::Body;
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ pub fn liveness() -> Response<Body> {
 /// came from, TLS. 503 with the reason when unhealthy. The endpoint is as public as the API, so
 /// the body names no secret ARN, host, user or raw AWS error: those go to the log, with the
 /// request id, for operators.
-pub async fn database(db: &Db) -> Response<Body> {
+pub async fn database(db: &SharedConnection) -> Response<Body> {
     let status = db.database().provider().status();
     let cache = status.cache.clone().unwrap_or_default();
     let mut credentials = json!({
@@ -28,7 +28,7 @@ pub async fn database(db: &Db) -> Response<Body> {
     let live = match db.acquire().await {
         Ok(live) => live,
         Err(e) => {
-            let reason = crate::unavailable(&e);
+            let reason = ApiError::from(&e);
             tracing::error!(
                 error = %e,
                 secret_id = status.secret_id.as_deref().unwrap_or("-"),
@@ -39,7 +39,11 @@ pub async fn database(db: &Db) -> Response<Body> {
         }
     };
     let started = Instant::now();
-    let ping = tokio::time::timeout(crate::db::QUERY_TIMEOUT, live.conn.client.simple_query("SELECT 1")).await;
+    let ping = tokio::time::timeout(
+        crate::db::QUERY_TIMEOUT,
+        live.store.connection().client.simple_query("SELECT 1"),
+    )
+    .await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if !matches!(ping, Ok(Ok(_))) {
         db.discard(&live).await;
@@ -51,7 +55,7 @@ pub async fn database(db: &Db) -> Response<Body> {
             credentials,
         );
     }
-    let info = &live.conn.info;
+    let info = &live.store.connection().info;
     // The version this connection authenticated with (it can differ from the cached one mid-rotation).
     credentials["version_id"] = json!(info.origin.version_id);
     credentials["stage"] = json!(info.origin.stage.map(Stage::label));

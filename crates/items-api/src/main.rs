@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     // One snapshot (environment, plus .env on a developer machine) for every setting.
     let loaded = LoadedVars::load().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let config = Config::from_loaded(&loaded).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    db_credentials::log_config(&config);
+    config.log();
     let settings =
         Settings::from_vars(&loaded.vars).inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let function_name = loaded

@@ -2,6 +2,7 @@
 //! bound, never formatted into SQL.
 
 use crate::item::{Item, ItemInput};
+use db_credentials::Connection;
 use tokio_postgres::{Client, Row, Statement};
 
 /// Created at start, idempotently. The advisory lock serialises concurrent cold starts, which
@@ -54,9 +55,90 @@ pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error>
     Ok(())
 }
 
+/// A connection with the items statements prepared on it: every query the API makes.
+#[derive(Debug)]
+pub struct ItemStore {
+    conn: Connection,
+    st: Statements,
+}
+
+impl ItemStore {
+    /// Prepares the statements on `conn` (one round trip each, once per connection).
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn new(conn: Connection) -> Result<Self, tokio_postgres::Error> {
+        let st = Statements::prepare(&conn.client).await?;
+        Ok(Self { conn, st })
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A page of items by id.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn list(&self, limit: i64, offset: i64) -> Result<Vec<Item>, tokio_postgres::Error> {
+        self.conn
+            .client
+            .query(&self.st.list, &[&limit, &offset])
+            .await?
+            .iter()
+            .map(item)
+            .collect()
+    }
+
+    /// One item.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn get(&self, id: i64) -> Result<Option<Item>, tokio_postgres::Error> {
+        let row = self.conn.client.query_opt(&self.st.get, &[&id]).await?;
+        row.as_ref().map(item).transpose()
+    }
+
+    /// Inserts an item.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn create(&self, input: &ItemInput) -> Result<Item, tokio_postgres::Error> {
+        item(
+            &self
+                .conn
+                .client
+                .query_one(&self.st.insert, &[&input.name, &input.description])
+                .await?,
+        )
+    }
+
+    /// Replaces an item; `None` when there is no such id.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn replace(&self, id: i64, input: &ItemInput) -> Result<Option<Item>, tokio_postgres::Error> {
+        let row = self
+            .conn
+            .client
+            .query_opt(&self.st.update, &[&id, &input.name, &input.description])
+            .await?;
+        row.as_ref().map(item).transpose()
+    }
+
+    /// Deletes an item; `false` when there was none.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn delete(&self, id: i64) -> Result<bool, tokio_postgres::Error> {
+        Ok(self.conn.client.execute(&self.st.delete, &[&id]).await? == 1)
+    }
+}
+
 /// Prepared statements of one connection.
 #[derive(Debug)]
-pub struct Statements {
+struct Statements {
     list: Statement,
     get: Statement,
     insert: Statement,
@@ -69,7 +151,7 @@ impl Statements {
     ///
     /// # Errors
     /// The database error.
-    pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             list: client
                 .prepare(&format!("SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1 OFFSET $2"))
@@ -100,64 +182,4 @@ fn item(row: &Row) -> Result<Item, tokio_postgres::Error> {
         created_at: row.try_get(3)?,
         updated_at: row.try_get(4)?,
     })
-}
-
-/// A page of items by id.
-///
-/// # Errors
-/// The database error.
-pub async fn list(
-    client: &Client,
-    st: &Statements,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Item>, tokio_postgres::Error> {
-    client
-        .query(&st.list, &[&limit, &offset])
-        .await?
-        .iter()
-        .map(item)
-        .collect()
-}
-
-/// One item.
-///
-/// # Errors
-/// The database error.
-pub async fn get(client: &Client, st: &Statements, id: i64) -> Result<Option<Item>, tokio_postgres::Error> {
-    client.query_opt(&st.get, &[&id]).await?.as_ref().map(item).transpose()
-}
-
-/// Inserts an item.
-///
-/// # Errors
-/// The database error.
-pub async fn create(client: &Client, st: &Statements, input: &ItemInput) -> Result<Item, tokio_postgres::Error> {
-    item(&client.query_one(&st.insert, &[&input.name, &input.description]).await?)
-}
-
-/// Replaces an item; `None` when there is no such id.
-///
-/// # Errors
-/// The database error.
-pub async fn replace(
-    client: &Client,
-    st: &Statements,
-    id: i64,
-    input: &ItemInput,
-) -> Result<Option<Item>, tokio_postgres::Error> {
-    client
-        .query_opt(&st.update, &[&id, &input.name, &input.description])
-        .await?
-        .as_ref()
-        .map(item)
-        .transpose()
-}
-
-/// Deletes an item; `false` when there was none.
-///
-/// # Errors
-/// The database error.
-pub async fn delete(client: &Client, st: &Statements, id: i64) -> Result<bool, tokio_postgres::Error> {
-    Ok(client.execute(&st.delete, &[&id]).await? == 1)
 }

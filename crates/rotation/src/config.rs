@@ -3,15 +3,13 @@
 //! [`Config::from_vars`] takes a snapshot of variables, so tests exercise every rule without
 //! touching the process environment.
 
-use crate::{failpoint::Failpoint, password::PasswordPolicy, strategy::Strategy};
+use crate::{failpoint::Failpoint, strategy::Strategy};
 use db_credentials::{
-    Environment, SslMode,
-    config::{TlsEnv, millis_var, var},
+    ConfigError, TlsEnv,
+    config::{Vars, millis_var, unknown_vars, var},
+    secrets_manager::PasswordPolicy,
 };
-use std::{path::PathBuf, time::Duration};
-
-/// A snapshot of environment variables.
-pub use db_credentials::config::Vars;
+use std::time::Duration;
 
 /// Default `TEST_QUERY`.
 pub const DEFAULT_TEST_QUERY: &str = "SELECT 1";
@@ -34,35 +32,6 @@ pub const VARS: [&str; 9] = [
     "ROTATION_FAILPOINT",
 ];
 
-/// A setting that cannot be used. Names the variable; the values of these variables are not secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable read the same way as in every function of the workspace (booleans, numbers,
-    /// `ENVIRONMENT`, `DB_SSLMODE`).
-    #[error(transparent)]
-    Shared(#[from] db_credentials::ConfigError),
-    /// A variable holds something unusable.
-    #[error("{var} must be {expected}, got {got:?}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// What it must hold.
-        expected: &'static str,
-        /// What it holds.
-        got: String,
-    },
-}
-
-impl ConfigError {
-    pub(crate) fn invalid(var: &'static str, expected: &'static str, got: &str) -> Self {
-        Self::Invalid {
-            var,
-            expected,
-            got: got.to_owned(),
-        }
-    }
-}
-
 /// Everything the function is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -80,13 +49,8 @@ pub struct Config {
     /// `ROTATION_STEP_TIMEOUT_MS`: bound on a whole step (default 25000; the Lambda deadline, when
     /// known, lowers it).
     pub step_timeout: Duration,
-    /// `DB_SSLMODE`; unset means db-credentials' default (verify-full with a root certificate,
-    /// else require).
-    pub ssl_mode: Option<SslMode>,
-    /// `DB_SSL_ROOT_CERT`: CA bundle for verify-ca / verify-full.
-    pub ssl_root_cert: Option<PathBuf>,
-    /// `ENVIRONMENT`: production refuses plaintext database connections.
-    pub environment: Environment,
+    /// `ENVIRONMENT`, `DB_SSLMODE`, `DB_SSL_ROOT_CERT`, read as every function reads them.
+    pub tls: TlsEnv,
     /// `SECRETS_MANAGER_ENDPOINT`: overrides the Secrets Manager endpoint, as AWS's templates allow
     /// (a VPC endpoint's DNS name). `AWS_ENDPOINT_URL_SECRETS_MANAGER` does the same for the SDK.
     pub secrets_manager_endpoint: Option<String>,
@@ -105,9 +69,7 @@ impl Default for Config {
             test_query: DEFAULT_TEST_QUERY.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             step_timeout: DEFAULT_STEP_TIMEOUT,
-            ssl_mode: None,
-            ssl_root_cert: None,
-            environment: Environment::Local,
+            tls: TlsEnv::default(),
             secrets_manager_endpoint: None,
             failpoint: None,
             unknown_vars: Vec::new(),
@@ -141,11 +103,7 @@ impl Config {
             millis_var(vars, "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let step_timeout =
             millis_var(vars, "ROTATION_STEP_TIMEOUT_MS", 1_000, 900_000)?.unwrap_or(DEFAULT_STEP_TIMEOUT);
-        let TlsEnv {
-            environment,
-            ssl_mode,
-            ssl_root_cert,
-        } = TlsEnv::from_vars(vars)?;
+        let tls = TlsEnv::from_vars(vars)?;
         let failpoint = match get("ROTATION_FAILPOINT") {
             None => None,
             Some(v) => Some(
@@ -155,34 +113,28 @@ impl Config {
         };
         Ok(Self {
             strategy,
-            password: PasswordPolicy::from_vars(vars)?,
+            password: crate::password::policy_from_vars(vars)?,
             test_query,
             connect_timeout,
             step_timeout,
-            ssl_mode,
-            ssl_root_cert,
-            environment,
+            tls,
             secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT").map(str::to_owned),
             failpoint,
-            unknown_vars: unknown_vars(vars),
+            unknown_vars: unknown_vars(vars, &["ROTATION_", "EXCLUDE_", "PASSWORD_", "REQUIRE_"], &known_vars()),
         })
     }
 }
 
-/// Names under our prefixes that we do not read: `EXCLUDE_CHARACTER` or `ROTATION_STRATEGIE`
-/// would otherwise be ignored without a word.
-fn unknown_vars(vars: &Vars) -> Vec<String> {
-    const PREFIXES: [&str; 4] = ["ROTATION_", "EXCLUDE_", "PASSWORD_", "REQUIRE_"];
-    vars.keys()
-        .filter(|k| PREFIXES.iter().any(|p| k.starts_with(p)))
-        .filter(|k| !VARS.contains(&k.as_str()) && !crate::password::VARS.contains(&k.as_str()))
-        .cloned()
-        .collect()
+/// Every variable the function reads: [`VARS`] and the password knobs.
+fn known_vars() -> Vec<&'static str> {
+    VARS.iter().chain(crate::password::VARS.iter()).copied().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use db_credentials::{Environment, SslMode};
+    use std::path::PathBuf;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -195,8 +147,8 @@ mod tests {
         assert_eq!(c.test_query, "SELECT 1");
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.step_timeout, Duration::from_secs(25));
-        assert_eq!(c.ssl_mode, None);
-        assert_eq!(c.environment, Environment::Local);
+        assert_eq!(c.tls.ssl_mode, None);
+        assert_eq!(c.tls.environment, Environment::Local);
         assert_eq!(c.failpoint, None);
         assert!(c.unknown_vars.is_empty());
     }
@@ -216,9 +168,9 @@ mod tests {
         assert_eq!(c.strategy, Strategy::AlternatingUsers);
         assert_eq!(c.test_query, "SELECT count(*) FROM items");
         assert_eq!(c.connect_timeout, Duration::from_millis(1500));
-        assert_eq!(c.ssl_mode, Some(SslMode::VerifyFull));
-        assert_eq!(c.ssl_root_cert, Some(PathBuf::from("/opt/rds.pem")));
-        assert_eq!(c.environment, Environment::Production);
+        assert_eq!(c.tls.ssl_mode, Some(SslMode::VerifyFull));
+        assert_eq!(c.tls.ssl_root_cert, Some(PathBuf::from("/opt/rds.pem")));
+        assert_eq!(c.tls.environment, Environment::Production);
         assert_eq!(c.failpoint, Some(Failpoint::AfterSetPassword));
 
         for (k, v) in [

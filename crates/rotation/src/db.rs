@@ -6,7 +6,7 @@
 //! be bound as a parameter, so the statement is built from the escaped identifier and the escaped
 //! verifier, neither of which can contain anything the server would interpret.
 
-use db_credentials::{ConnectError, Credentials, connect};
+use db_credentials::{ConnectError, Credentials, connect, server_message};
 use postgres_protocol::{
     escape::{escape_identifier, escape_literal},
     password::scram_sha_256,
@@ -18,8 +18,8 @@ use tokio_postgres::error::SqlState;
 /// `application_name` of the function's sessions, so a DBA can tell them apart.
 pub const APPLICATION_NAME: &str = "secretsmanager-rotation";
 
-/// Opens sessions. [`PgDatabase`] in production; a fake in unit tests.
-pub trait Database: Send + Sync {
+/// Opens sessions. [`PgLogins`] in production; a fake in unit tests.
+pub trait Logins: Send + Sync {
     /// A logged-in session.
     type Session: Session;
 
@@ -34,8 +34,11 @@ pub trait Database: Send + Sync {
 /// What rotation does once logged in.
 pub trait Session: Send {
     /// `ALTER ROLE <role> WITH PASSWORD <verifier>`.
-    fn set_password(&mut self, role: &str, password: &SecretString)
-    -> impl Future<Output = Result<(), DbError>> + Send;
+    fn set_password(
+        &mut self,
+        role: &str,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<(), StatementError>> + Send;
 
     /// Alternating users: in one transaction, create `role` with LOGIN, the password and
     /// membership in `member_of` if it does not exist, else only set its password.
@@ -44,10 +47,10 @@ pub trait Session: Send {
         role: &str,
         member_of: &str,
         password: &SecretString,
-    ) -> impl Future<Output = Result<RoleChange, DbError>> + Send;
+    ) -> impl Future<Output = Result<RoleChange, StatementError>> + Send;
 
     /// Runs `query` in a transaction that is rolled back, so even a write probe changes nothing.
-    fn probe(&mut self, query: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+    fn probe(&mut self, query: &str) -> impl Future<Output = Result<(), StatementError>> + Send;
 }
 
 /// What [`Session::create_or_set_password`] did.
@@ -62,7 +65,7 @@ pub enum RoleChange {
 /// A statement failed. Carries the SQLSTATE and the server's message, never the statement (which
 /// holds the verifier).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DbError {
+pub enum StatementError {
     /// SQLSTATE 42501: the session user lacks the privilege.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -71,14 +74,13 @@ pub enum DbError {
     Failed(String),
 }
 
-impl DbError {
+impl StatementError {
     fn from_pg(e: &tokio_postgres::Error) -> Self {
         match e.as_db_error() {
             Some(db) if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE => {
                 Self::PermissionDenied(db.message().to_owned())
             }
-            Some(db) => Self::Failed(format!("{} {}: {}", db.severity(), db.code().code(), db.message())),
-            None => Self::Failed(e.to_string()),
+            _ => Self::Failed(server_message(e)),
         }
     }
 }
@@ -107,10 +109,10 @@ pub fn create_role_sql(role: &str, member_of: &str, password: &SecretString) -> 
     )
 }
 
-/// [`Database`] over tokio-postgres, through db-credentials' connect (TLS per design §6, one
+/// [`Logins`] over tokio-postgres, through db-credentials' connect (TLS per design §6, one
 /// timeout over TCP + TLS + authentication, classified errors).
 #[derive(Debug, Clone, Default)]
-pub struct PgDatabase;
+pub struct PgLogins;
 
 /// A tokio-postgres session.
 #[derive(Debug)]
@@ -118,22 +120,22 @@ pub struct PgSession {
     conn: db_credentials::Connection,
 }
 
-impl Database for PgDatabase {
+impl Logins for PgLogins {
     type Session = PgSession;
 
     async fn connect(&self, creds: &Credentials, timeout: Duration) -> Result<PgSession, ConnectError> {
-        let conn = connect::connect(creds, timeout, APPLICATION_NAME).await?;
+        let conn = connect(creds, timeout, APPLICATION_NAME).await?;
         Ok(PgSession { conn })
     }
 }
 
 impl Session for PgSession {
-    async fn set_password(&mut self, role: &str, password: &SecretString) -> Result<(), DbError> {
+    async fn set_password(&mut self, role: &str, password: &SecretString) -> Result<(), StatementError> {
         self.conn
             .client
             .batch_execute(&alter_password_sql(role, password))
             .await
-            .map_err(|e| DbError::from_pg(&e))
+            .map_err(|e| StatementError::from_pg(&e))
     }
 
     async fn create_or_set_password(
@@ -141,8 +143,8 @@ impl Session for PgSession {
         role: &str,
         member_of: &str,
         password: &SecretString,
-    ) -> Result<RoleChange, DbError> {
-        let pg = |e: tokio_postgres::Error| DbError::from_pg(&e);
+    ) -> Result<RoleChange, StatementError> {
+        let pg = |e: tokio_postgres::Error| StatementError::from_pg(&e);
         let tx = self.conn.client.transaction().await.map_err(pg)?;
         let exists = tx
             .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role])
@@ -173,8 +175,8 @@ impl Session for PgSession {
         }
     }
 
-    async fn probe(&mut self, query: &str) -> Result<(), DbError> {
-        let pg = |e: tokio_postgres::Error| DbError::from_pg(&e);
+    async fn probe(&mut self, query: &str) -> Result<(), StatementError> {
+        let pg = |e: tokio_postgres::Error| StatementError::from_pg(&e);
         let tx = self.conn.client.transaction().await.map_err(pg)?;
         // The extended protocol: exactly one statement. The simple protocol would run
         // "...; COMMIT; ..." as written and commit what the rollback below is meant to undo.

@@ -4,8 +4,8 @@
 //! JSON or the `RotationToken`: database errors are reduced to their SQLSTATE and server message,
 //! and secret parse errors name only the key.
 
-use crate::{config::ConfigError, event::EventError, event::Step};
-use db_credentials::{ConnectError, SecretError, aws::AwsError, tls::TlsError};
+use crate::event::{EventError, Step};
+use db_credentials::{ConnectError, SecretError, TlsError, aws::AwsError};
 use std::fmt;
 
 /// Why a step failed.
@@ -14,9 +14,6 @@ pub enum Error {
     /// The event is malformed.
     #[error(transparent)]
     Event(#[from] EventError),
-    /// The function is misconfigured.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// DescribeSecret says `RotationEnabled: false`.
     #[error("secret {secret} is not enabled for rotation")]
     RotationDisabled {

@@ -11,9 +11,7 @@ use std::{
 async fn main() -> Result<(), lambda_runtime::Error> {
     rotation::logging::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    for var in &config.unknown_vars {
-        tracing::warn!(variable = %var, "unknown rotation setting ignored; check its spelling");
-    }
+    db_credentials::config::warn_unknown(&config.unknown_vars);
     tracing::info!(
         strategy = config.strategy.as_str(),
         connect_timeout_ms = config.connect_timeout.as_millis() as u64,

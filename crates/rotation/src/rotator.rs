@@ -3,18 +3,20 @@
 
 use crate::{
     config::Config,
-    db::{Database, PgDatabase},
+    db::{Logins, PgLogins},
     error::{Error, StepError},
-    event::{RotationEvent, Step},
+    event::RotationEvent,
     failpoint::Failpoints,
-    rds::RdsEndpoints,
-    secrets::{SdkSecretsApi, SecretsApi},
-    steps::{self, Ctx, Outcome},
+    secrets::SecretsApi,
+    steps::{Ctx, Outcome},
 };
 use aws_config::SdkConfig;
-use db_credentials::rds::RdsApi;
+use db_credentials::{
+    rds::{RdsApi, RdsEndpoints},
+    secrets_manager::SdkSecrets,
+};
 use std::{
-    sync::{Mutex, PoisonError},
+    sync::Mutex,
     time::{Duration, Instant, SystemTime},
 };
 use tracing::{Instrument, field::Empty};
@@ -22,18 +24,18 @@ use tracing::{Instrument, field::Empty};
 /// Time kept back from the Lambda deadline so a step that runs out of time can still report why.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
-/// The rotation function over a [`SecretsApi`], a [`Database`] and an [`RdsEndpoints`].
+/// The rotation function over a [`SecretsApi`], [`Logins`] and an [`RdsEndpoints`].
 #[derive(Debug)]
-pub struct Rotator<S, D, R> {
+pub struct Rotator<S, L, R> {
     config: Config,
     secrets: S,
-    db: D,
+    logins: L,
     rds: R,
     failpoints: Failpoints,
 }
 
 /// The production function: AWS SDK, Postgres, RDS API.
-pub type AwsRotator = Rotator<SdkSecretsApi, PgDatabase, RdsApi>;
+pub type AwsRotator = Rotator<SdkSecrets, PgLogins, RdsApi>;
 
 impl AwsRotator {
     /// Clients from one SDK configuration. `SECRETS_MANAGER_ENDPOINT`, when set, overrides the
@@ -43,20 +45,20 @@ impl AwsRotator {
         if let Some(endpoint) = &config.secrets_manager_endpoint {
             sm = sm.endpoint_url(endpoint);
         }
-        let secrets = SdkSecretsApi::new(aws_sdk_secretsmanager::Client::from_conf(sm.build()));
-        Self::new(config, secrets, PgDatabase, RdsApi::new(sdk))
+        let secrets = SdkSecrets::new(aws_sdk_secretsmanager::Client::from_conf(sm.build()));
+        Self::new(config, secrets, PgLogins, RdsApi::new(sdk))
     }
 }
 
-impl<S: SecretsApi, D: Database, R: RdsEndpoints> Rotator<S, D, R> {
+impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
     /// A function with these parts. An armed `config.failpoint` fires only in builds with the
     /// `failpoints` feature.
-    pub fn new(config: Config, secrets: S, db: D, rds: R) -> Self {
+    pub fn new(config: Config, secrets: S, logins: L, rds: R) -> Self {
         let failpoints = Failpoints::new(config.failpoint);
         Self {
             config,
             secrets,
-            db,
+            logins,
             rds,
             failpoints,
         }
@@ -146,29 +148,18 @@ impl<S: SecretsApi, D: Database, R: RdsEndpoints> Rotator<S, D, R> {
         let cx = Ctx {
             config: &self.config,
             secrets: &self.secrets,
-            db: &self.db,
+            logins: &self.logins,
             rds: &self.rds,
             failpoints: &self.failpoints,
             event,
             deadline: Instant::now() + budget,
             progress: Mutex::new("start"),
         };
-        let step = async {
-            let Some(desc) = steps::check_stages(&cx).await? else {
-                return Ok(Outcome::AlreadyCurrent);
-            };
-            match event.step {
-                Step::Create => steps::create_secret(&cx, &desc).await,
-                Step::Set => steps::set_secret(&cx, &desc).await,
-                Step::Test => steps::test_secret(&cx, &desc).await,
-                Step::Finish => steps::finish_secret(&cx, &desc).await,
-            }
-        };
-        match tokio::time::timeout(budget, step).await {
+        match tokio::time::timeout(budget, cx.run()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 budget_ms: budget.as_millis(),
-                doing: *cx.progress.lock().unwrap_or_else(PoisonError::into_inner),
+                doing: cx.progress(),
             }),
         }
     }

@@ -4,7 +4,7 @@
 //! CPU floor of a rotation, against which the function's own CPU is read.
 
 use crate::{Ctx, Result, procfs};
-use db_credentials::{Credentials, SslMode, TlsSettings, connect::connect};
+use db_credentials::{Credentials, SslMode, TlsSettings, connect};
 use devstack::AppDatabase;
 use secrecy::SecretString;
 use std::{

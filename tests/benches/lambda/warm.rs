@@ -7,7 +7,7 @@ use crate::{
     events::{self, Op},
     stats::Samples,
 };
-use db_credentials::{Credentials, SslMode, TlsSettings, connect::connect};
+use db_credentials::{Credentials, SslMode, TlsSettings, connect};
 use devstack::AppDatabase;
 use items_api::App;
 use lambda_http::{Context, Request, RequestExt, Service, request::LambdaRequest};

@@ -3,7 +3,7 @@
 use crate::common::*;
 use db_credentials::{
     Config,
-    doctor::{Status, diagnose},
+    doctor::{Stage, Status, diagnose},
 };
 use devstack::{Postgres, PostgresOptions, Stack};
 
@@ -17,7 +17,7 @@ async fn every_stage_passes_against_the_devstack() {
     let (app, arn, _) = app_with_secret(stack, "doc").await;
     let report = run(stack, &vars(stack, Some(&arn), &[])).await;
     assert!(report.ok, "{}", report.to_text());
-    for stage in db_credentials::doctor::STAGES {
+    for stage in Stage::ALL {
         assert_eq!(
             report.stage(stage).map(|c| c.status),
             Some(Status::Ok),
@@ -25,7 +25,7 @@ async fn every_stage_passes_against_the_devstack() {
             report.to_text()
         );
     }
-    assert!(report.stage("query").unwrap().detail.contains("TLS in use"));
+    assert!(report.stage(Stage::Query).unwrap().detail.contains("TLS in use"));
     assert!(!report.to_text().contains(&app.password));
 }
 
@@ -39,7 +39,7 @@ async fn wrong_password_is_named_at_the_authentication_stage() {
         .unwrap();
     let report = run(stack, &vars(stack, Some(&arn), &[])).await;
     let failed = report.first_failure().expect("a failure");
-    assert_eq!(failed.stage, "authentication", "{}", report.to_text());
+    assert_eq!(failed.stage, Stage::Authentication, "{}", report.to_text());
     assert!(
         failed.detail.contains("password authentication failed"),
         "{}",
@@ -58,7 +58,7 @@ async fn missing_secret_is_named_at_the_secret_stage() {
     let stack = Stack::shared();
     let report = run(stack, &vars(stack, Some("app/nowhere"), &[])).await;
     let failed = report.first_failure().unwrap();
-    assert_eq!(failed.stage, "secret", "{}", report.to_text());
+    assert_eq!(failed.stage, Stage::Secret, "{}", report.to_text());
     assert!(
         failed.fix.as_deref().unwrap().contains("does not exist"),
         "{:?}",
@@ -79,7 +79,7 @@ async fn stopped_postgres_is_named_at_the_tcp_stage() {
         .unwrap();
     let report = run(stack, &vars(stack, Some(&arn), &[])).await;
     let failed = report.first_failure().unwrap();
-    assert_eq!(failed.stage, "tcp", "{}", report.to_text());
+    assert_eq!(failed.stage, Stage::Tcp, "{}", report.to_text());
     assert!(failed.detail.contains("refused"), "{}", failed.detail);
 }
 
@@ -97,7 +97,7 @@ async fn ca_mismatch_is_named_at_the_tls_stage() {
     .await;
     std::fs::remove_dir_all(&dir).ok();
     let failed = report.first_failure().unwrap();
-    assert_eq!(failed.stage, "tls", "{}", report.to_text());
+    assert_eq!(failed.stage, Stage::Tls, "{}", report.to_text());
     assert!(
         failed.fix.as_deref().unwrap().contains("DB_SSL_ROOT_CERT"),
         "{:?}",
@@ -122,19 +122,19 @@ async fn server_without_tls_is_named_at_the_tls_stage() {
     v.remove("DB_SSL_ROOT_CERT");
     let report = run(stack, &v).await;
     let failed = report.first_failure().unwrap();
-    assert_eq!(failed.stage, "tls", "{}", report.to_text());
+    assert_eq!(failed.stage, Stage::Tls, "{}", report.to_text());
     assert!(failed.detail.contains("does not support TLS"), "{}", failed.detail);
 
     // sslmode prefer falls back to plaintext, as libpq does: the doctor says so and goes on to
     // log in (as a user this server does not have, so the login is what fails).
     v.insert("DB_SSLMODE".into(), "prefer".into());
     let report = run(stack, &v).await;
-    let tls = report.stage("tls").unwrap();
+    let tls = report.stage(Stage::Tls).unwrap();
     assert_eq!(tls.status, Status::Skipped, "{}", report.to_text());
     assert!(tls.detail.contains("plaintext"), "{}", tls.detail);
     assert_eq!(
         report.first_failure().unwrap().stage,
-        "authentication",
+        Stage::Authentication,
         "{}",
         report.to_text()
     );
@@ -145,7 +145,7 @@ async fn server_without_tls_is_named_at_the_tls_stage() {
 async fn no_configuration_lists_what_to_set() {
     let report = diagnose(Config::from_vars(&Default::default()), None).await;
     let failed = report.first_failure().unwrap();
-    assert_eq!(failed.stage, "configuration");
+    assert_eq!(failed.stage, Stage::Configuration);
     assert!(failed.detail.contains("DB_SECRET_ARN"));
 }
 

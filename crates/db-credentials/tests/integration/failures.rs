@@ -90,7 +90,7 @@ async fn wrong_password_with_nothing_newer_fails_naming_user_host_and_source() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ConnectErrorKind::Authentication);
-    assert_eq!(err.sqlstate.as_deref(), Some("28P01"));
+    assert_eq!(err.sqlstate, Some(tokio_postgres::error::SqlState::INVALID_PASSWORD));
     let msg = err.to_string();
     assert!(
         msg.contains(&app.role) && msg.contains("127.0.0.1") && msg.contains("secretsmanager"),

@@ -2,7 +2,7 @@
 //! Postgres, the new value sits in AWSPENDING, then AWSCURRENT moves.
 
 use crate::common::*;
-use db_credentials::{Database, cache::Stage};
+use db_credentials::{Database, secrets_manager::Stage};
 use devstack::Stack;
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Every credential source, end to end against the devstack.
 
 use crate::common::*;
-use db_credentials::{Database, SourceKind, SslMode, connect::connect};
+use db_credentials::{Database, SourceKind, SslMode, connect};
 use devstack::Stack;
 use secrecy::ExposeSecret;
 use std::time::Duration;

@@ -1,15 +1,15 @@
 //! What every integration test needs: a rotator wired to a stack, an in-process step runner,
 //! logins, and the secret's versions.
 
-use db_credentials::{ConnectError, Credentials, SslMode, TlsSettings, aws::AwsError, connect};
-use devstack::{RotationDriver, Stack, StepRunner, rotation_driver::RotationEvent};
-use rotation::{
-    Config, Rotator, Strategy,
+use db_credentials::{
+    ConnectError, Credentials, SslMode, TlsSettings,
+    aws::AwsError,
     config::Vars,
-    db::PgDatabase,
-    password::PasswordPolicy,
-    secrets::{SdkSecretsApi, SecretDescription, SecretValue, SecretsApi},
+    connect,
+    secrets_manager::{PasswordPolicy, ReadSecrets, SdkSecrets, SecretDescription, SecretValue, Stage},
 };
+use devstack::{RotationDriver, Stack, StepRunner, rotation_driver::RotationEvent};
+use rotation::{Config, Rotator, Strategy, db::PgLogins, secrets::SecretsApi};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::{
@@ -24,7 +24,7 @@ use std::{
 /// The SDK, except that GetRandomPassword can be told what to return, to prove passwords no
 /// generator would produce survive the whole path.
 pub struct Scripted {
-    pub inner: SdkSecretsApi,
+    pub inner: SdkSecrets,
     pub passwords: Mutex<VecDeque<String>>,
     /// Secrets Manager calls made by the function.
     pub calls: AtomicUsize,
@@ -36,15 +36,23 @@ impl Scripted {
     }
 }
 
-impl SecretsApi for Scripted {
+impl ReadSecrets for Scripted {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, AwsError> {
         self.count();
         self.inner.describe(secret_id).await
     }
-    async fn get_value(&self, secret_id: &str, stage: &str, version_id: Option<&str>) -> Result<SecretValue, AwsError> {
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        stage: Stage,
+        version_id: Option<&str>,
+    ) -> Result<SecretValue, AwsError> {
         self.count();
         self.inner.get_value(secret_id, stage, version_id).await
     }
+}
+
+impl SecretsApi for Scripted {
     async fn put_pending(
         &self,
         secret_id: &str,
@@ -58,7 +66,7 @@ impl SecretsApi for Scripted {
     async fn update_stage(
         &self,
         secret_id: &str,
-        stage: &str,
+        stage: Stage,
         move_to: Option<&str>,
         remove_from: Option<&str>,
     ) -> Result<(), AwsError> {
@@ -75,7 +83,7 @@ impl SecretsApi for Scripted {
     }
 }
 
-pub type TestRotator = Rotator<Scripted, PgDatabase, db_credentials::rds::RdsApi>;
+pub type TestRotator = Rotator<Scripted, PgLogins, db_credentials::rds::RdsApi>;
 
 /// Runs each step by calling the handler directly with the JSON the service would send.
 pub struct InProcess<'a>(pub &'a TestRotator);
@@ -114,11 +122,11 @@ pub async fn new_rotator(stack: &Stack, vars: &Vars) -> TestRotator {
     let sdk = stack.moto.sdk_config().await;
     let config = Config::from_vars(vars).unwrap();
     let secrets = Scripted {
-        inner: SdkSecretsApi::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+        inner: SdkSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         passwords: Mutex::new(VecDeque::new()),
         calls: AtomicUsize::new(0),
     };
-    Rotator::new(config, secrets, PgDatabase, db_credentials::rds::RdsApi::new(&sdk))
+    Rotator::new(config, secrets, PgLogins, db_credentials::rds::RdsApi::new(&sdk))
 }
 
 /// A role with exactly this name, its password and a database it owns.
@@ -206,7 +214,7 @@ pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> R
         dbname,
         tls,
     );
-    let conn = connect::connect(&creds, Duration::from_secs(5), "rotation-test").await?;
+    let conn = connect(&creds, Duration::from_secs(5), "rotation-test").await?;
     conn.client.simple_query("SELECT 1").await.unwrap();
     Ok(())
 }
