@@ -213,7 +213,13 @@ impl CredentialProvider {
     /// Builds the provider with a given SDK configuration (tests point it at moto). `None` is
     /// only for sources that never call AWS (URL, env); AWS sources would fail every call.
     pub fn with_sdk(config: Config, sdk: Option<&SdkConfig>) -> Self {
-        let sdk = sdk.cloned().unwrap_or_else(|| SdkConfig::builder().build());
+        // Clients are built for every source (cheap, no I/O); the SDK refuses to build one from a
+        // configuration without a behaviour version.
+        let sdk = sdk.cloned().unwrap_or_else(|| {
+            SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build()
+        });
         let secrets = SdkSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk));
         Self::from_parts(config, secrets, RdsApi::new(&sdk), &sdk)
     }
