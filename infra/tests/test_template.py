@@ -1,13 +1,17 @@
-"""Structure checks on infra/template.yaml that cfn-lint cannot make: they need the workspace.
+"""Structure checks on infra/template.yaml that cfn-lint cannot make: they need the workspace, or
+they state this project's security rules.
 
 * both functions build binaries this workspace has, with the Lambda build's vendored OpenSSL;
-* IAM is least privilege: every statement's resources are the secret, the master secret, the key,
-  the database or the function's own log group, and '*' only for GetRandomPassword and the ENI
-  actions Lambda needs in a VPC; optional permissions sit behind the condition that needs them;
-* Secrets Manager may invoke the rotation function only for this account (SourceAccount);
+* IAM is least privilege, in every resource that can carry a policy: each role's statements name the
+  secret, the master secret, the key, the database or the function's own log group, and '*' only for
+  GetRandomPassword and the ENI actions Lambda needs in a VPC; optional grants sit behind the
+  condition that needs them; trust policies name one service; nothing else (inline or managed
+  policies, resource policies, function URLs, SAM policy templates) grants anything; a statement or
+  document of a shape the checks do not know is a failure, never skipped;
+* only Secrets Manager of this account may invoke the rotation function (SourceAccount);
 * the rotation schedule points at the rotation function;
 * the alarms watch metric names items-api emits, in its namespace and dimension;
-* the functions' environment holds only variables the code reads, and the API has design §7's routes.
+* the functions' environment holds only variables the code reads, and the API has design section 7's routes.
 
 Each check is a function returning a list of problems, so that every one of them is shown to fail on
 a mutated copy of the template (class `ChecksCatchMistakes`). Run: `make test-infra`, or
@@ -15,16 +19,19 @@ a mutated copy of the template (class `ChecksCatchMistakes`). Run: `make test-in
 """
 
 import copy
-import json
 import re
-import tomllib
 import unittest
-from pathlib import Path
 
-from cfnlint.decode import decode
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "infra" / "template.yaml"
+from cfn import ROOT, TEMPLATE, as_list, branches, condition_text, elements, is_if, is_intrinsic, load_template, resources_of, short
+from workspace import (
+    ReaderFoundNothing,
+    cargo_lambda_build,
+    emitted_metrics,
+    known_api_vars,
+    known_rotation_vars,
+    package_features,
+    workspace_binaries,
+)
 
 # The CloudWatch namespace items-api's Embedded Metric Format recorder writes to, with one
 # dimension, FunctionName (the Lambda function name). Metric names are read from the code.
@@ -48,8 +55,8 @@ LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 RDS_ACTIONS = {"rds:DescribeDBInstances", "rds:DescribeDBClusters"}
 
 # What each role may do to each kind of resource (the issue's list; design §5 and §8).
-SECRET = {"Fn::If": ["CreateDatabase", {"Ref": "DatabaseSecret"}, {"Ref": "ExistingSecretArn"}]}
-MASTER_SECRET = {"Ref": "MasterSecretArn"}
+SECRETS = [{"Ref": "DatabaseSecret"}, {"Ref": "ExistingSecretArn"}]
+MASTER_SECRETS = [{"Ref": "MasterSecretArn"}]
 SECRET_KEY = {"Ref": "SecretKmsKeyArn"}
 MASTER_KEY = {"Ref": "MasterSecretKmsKeyArn"}
 ROLE_RULES = {
@@ -72,6 +79,52 @@ ROLE_RULES = {
         "master-key": {"kms:Decrypt"},
         "rds": RDS_ACTIONS,
     },
+}
+# The one service each role trusts, and the functions that use it.
+ROLE_TRUST = {"ItemsApiRole": "lambda.amazonaws.com", "RotationRole": "lambda.amazonaws.com"}
+FUNCTION_ROLES = {"ItemsApiFunction": "ItemsApiRole", "RotationFunction": "RotationRole"}
+ROLE_KEYS = {"Description", "AssumeRolePolicyDocument", "Policies", "Path", "MaxSessionDuration", "Tags"}
+IDENTITY_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
+TRUST_STATEMENT_KEYS = {"Sid", "Effect", "Principal", "Action", "Condition"}
+# Who may invoke which function, and what must scope it (resource-based policy of the function).
+INVOKERS = {"secretsmanager.amazonaws.com": "RotationFunction"}
+PERMISSION_KEYS = {"FunctionName", "Action", "Principal", "SourceAccount", "SourceArn"}
+# Resource types whose only job is to grant, which this template never needs: permissions live in the
+# roles above. Any other type that carries a policy-like property and has no check of its own fails too.
+FORBIDDEN_TYPES = {
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::IAM::RolePolicy",
+    "AWS::IAM::UserPolicy",
+    "AWS::IAM::GroupPolicy",
+    "AWS::IAM::User",
+    "AWS::IAM::Group",
+    "AWS::IAM::AccessKey",
+    "AWS::IAM::UserToGroupAddition",
+    "AWS::IAM::InstanceProfile",
+    "AWS::SecretsManager::ResourcePolicy",
+    "AWS::Lambda::Url",
+    "AWS::Lambda::LayerVersionPermission",
+    "AWS::KMS::Key",
+    "AWS::SNS::TopicPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::S3::BucketPolicy",
+    "AWS::Logs::ResourcePolicy",
+}
+POLICY_KEYS = {
+    "AssumeRolePolicyDocument",
+    "PolicyDocument",
+    "Policies",
+    "PolicyText",
+    "ResourcePolicy",
+    "KeyPolicy",
+    "ManagedPolicyArns",
+    "Principal",
+    "Policy",
+    "PolicyName",
+    "AccessPolicies",
+    "PermissionsBoundary",
+    "FunctionUrlConfig",
 }
 # An optional permission must sit inside `Fn::If` on a condition whose definition mentions this.
 CONDITION_NEEDS = {
@@ -108,134 +161,6 @@ ROTATION_VARS = {
     "ENVIRONMENT",
 }
 API_REQUIRED_VARS = {"DB_SECRET_ARN", "ENVIRONMENT", "DB_SSLMODE", "DB_SSL_ROOT_CERT"}
-
-
-# ------------------------------------------------------------------ reading the template and the code
-
-
-def load_template(path=TEMPLATE):
-    """The template as plain JSON types, short-form intrinsics expanded by cfn-lint's decoder."""
-    template, matches = decode(str(path))
-    if matches:
-        raise AssertionError(f"{path} does not decode: {[str(m) for m in matches]}")
-    return json.loads(json.dumps(template))
-
-
-def workspace_binaries(root=ROOT):
-    """Binary name -> package name for every member of the workspace (explicit [[bin]] and the
-    implicit src/main.rs / src/bin/*.rs ones)."""
-    members = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]["members"]
-    bins = {}
-    for member in members:
-        manifest = tomllib.loads((root / member / "Cargo.toml").read_text())
-        package = manifest["package"]["name"]
-        explicit = manifest.get("bin", [])
-        for b in explicit:
-            bins[b["name"]] = package
-        if manifest["package"].get("autobins", True):
-            paths = {b.get("path") for b in explicit}
-            if (root / member / "src" / "main.rs").exists() and "src/main.rs" not in paths:
-                bins.setdefault(package, package)
-            for f in sorted((root / member / "src" / "bin").glob("*.rs")):
-                bins.setdefault(f.stem, package)
-    return bins
-
-
-def package_features(root=ROOT):
-    """Package name -> its [features] table."""
-    members = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]["members"]
-    out = {}
-    for member in members:
-        manifest = tomllib.loads((root / member / "Cargo.toml").read_text())
-        out[manifest["package"]["name"]] = manifest.get("features", {})
-    return out
-
-
-def cargo_lambda_build(root=ROOT):
-    """The [build] table every `cargo lambda build` (so `sam build`) reads from CargoLambda.toml."""
-    path = root / "CargoLambda.toml"
-    if not path.exists():
-        return {}
-    return tomllib.loads(path.read_text()).get("build", {})
-
-
-def emitted_metrics(root=ROOT):
-    """Metric names items-api emits, from crates/db-credentials/src/metric.rs."""
-    text = (root / "crates" / "db-credentials" / "src" / "metric.rs").read_text()
-    return set(re.findall(r'pub const [A-Z_]+: &str = "([A-Za-z]+)";', text))
-
-
-def known_api_vars(root=ROOT):
-    """KNOWN_VARS of crates/db-credentials/src/config.rs: every variable the API reads."""
-    text = (root / "crates" / "db-credentials" / "src" / "config.rs").read_text()
-    block = re.search(r"pub const KNOWN_VARS: &\[&str\] = &\[(.*?)\];", text, re.S)
-    if not block:
-        raise AssertionError("KNOWN_VARS not found in config.rs")
-    return set(re.findall(r'"([A-Z_]+)"', block.group(1)))
-
-
-def known_rotation_vars(root=ROOT):
-    """Variables the rotation function reads: the `VARS` lists of crates/rotation/src/config.rs and
-    password.rs, or ROTATION_VARS while the crate does not have them yet."""
-    found = set()
-    for name in ("config.rs", "password.rs"):
-        path = root / "crates" / "rotation" / "src" / name
-        text = path.read_text() if path.exists() else ""
-        block = re.search(r"pub const VARS: \[&str; \d+\] = \[(.*?)\];", text, re.S)
-        if block:
-            found |= set(re.findall(r'"([A-Z_]+)"', block.group(1)))
-    return found or set(ROTATION_VARS)
-
-
-def resources_of(template, type_):
-    return {k: v for k, v in template.get("Resources", {}).items() if v.get("Type") == type_}
-
-
-def as_list(value):
-    return value if isinstance(value, list) else [value]
-
-
-def refers_to(value, logical_id):
-    """Whether `value` is Ref / GetAtt ...Arn of `logical_id`."""
-    return value in ({"Ref": logical_id}, {"Fn::GetAtt": [logical_id, "Arn"]}, {"Fn::GetAtt": f"{logical_id}.Arn"})
-
-
-def condition_text(template, name, seen=None):
-    """A condition's definition with the conditions it uses expanded, as text."""
-    seen = seen if seen is not None else set()
-    if name in seen:
-        return ""
-    seen.add(name)
-    body = template.get("Conditions", {}).get(name)
-    if body is None:
-        return ""
-    text = json.dumps(body)
-    for used in re.findall(r'\{"Condition": "([A-Za-z0-9]+)"\}', text):
-        text += condition_text(template, used, seen)
-    return text
-
-
-def policies_with_conditions(policies):
-    """(policy, conditions it sits under) for a Policies list, both branches of Fn::If."""
-    out = []
-
-    def walk(node, conds):
-        if isinstance(node, dict) and "Fn::If" in node:
-            cond, yes, no = node["Fn::If"]
-            walk(yes, conds + [cond])
-            walk(no, conds + ["!" + cond])
-        elif node == {"Ref": "AWS::NoValue"}:
-            return
-        elif isinstance(node, dict):
-            out.append((node, conds))
-
-    for p in as_list(policies or []):
-        walk(p, [])
-    return out
-
-
-def statements(document):
-    return as_list(document.get("Statement", []))
 
 
 # ------------------------------------------------------------------ the checks
@@ -281,9 +206,9 @@ def classify(resource, role_log_groups):
     """What a statement's single resource is: secret, master, key, master-key, rds, log, star or None."""
     if resource == "*":
         return "star"
-    if resource == SECRET:
+    if resource in SECRETS:
         return "secret"
-    if resource == MASTER_SECRET:
+    if resource in MASTER_SECRETS:
         return "master"
     if resource == SECRET_KEY:
         return "key"
@@ -301,91 +226,208 @@ def classify(resource, role_log_groups):
     return None
 
 
+def policy_statements(document, conds, where, problems):
+    """(statement, conditions) of a policy document, through every Fn::If; a document or statement of
+    any other shape is a problem."""
+    for doc, c in branches(document, conds):
+        if not isinstance(doc, dict) or is_intrinsic(doc) or "Statement" not in doc or set(doc) - {"Version", "Id", "Statement"}:
+            problems.append(f"{where}: policy document of an unknown shape: {short(doc)}")
+            continue
+        for st, c2 in elements(doc["Statement"], c):
+            if not isinstance(st, dict) or is_intrinsic(st):
+                problems.append(f"{where}: statement of an unknown shape: {short(st)}")
+                continue
+            yield st, c2
+
+
+def string_elements(value, conds, where, what, problems):
+    """The strings a list-of-strings property can hold; an intrinsic where a literal is needed is a problem."""
+    out = []
+    for v, _ in elements(value, conds):
+        if isinstance(v, str):
+            out.append(v)
+        else:
+            problems.append(f"{where}: {what} of an unknown shape: {short(v)}")
+    return out
+
+
+def role_policy_problems(template, logical_id, role, log_groups):
+    problems = []
+    rules = ROLE_RULES[logical_id]
+    props = role.get("Properties", {})
+    for key in sorted(set(props) - ROLE_KEYS):
+        problems.append(f"{logical_id}: {key} is not expected on a role (managed policies and boundaries grant more than this template states)")
+    for policy, pconds in elements(props.get("Policies", [])):
+        if not isinstance(policy, dict) or is_intrinsic(policy) or set(policy) != {"PolicyName", "PolicyDocument"}:
+            problems.append(f"{logical_id}: inline policy of an unknown shape: {short(policy)}")
+            continue
+        where = f"{logical_id}/{policy['PolicyName']}"
+        for st, conds in policy_statements(policy["PolicyDocument"], pconds, where, problems):
+            unknown = set(st) - IDENTITY_STATEMENT_KEYS
+            if unknown:
+                problems.append(f"{where}: {sorted(unknown)} in a statement (NotAction/NotResource widen a grant; Principal has no place in a role's policy)")
+                continue
+            effect = st.get("Effect")
+            if effect == "Deny":
+                continue
+            if effect != "Allow":
+                problems.append(f"{where}: Effect {short(effect)} is neither Allow nor Deny")
+                continue
+            if "Action" not in st or "Resource" not in st:
+                problems.append(f"{where}: a statement without Action or Resource: {short(st)}")
+                continue
+            actions = set(string_elements(st["Action"], conds, where, "action", problems))
+            for a in sorted(actions):
+                if "*" in a or "?" in a:
+                    problems.append(f"{where}: wildcard action {a}")
+            for resource, rconds in elements(st["Resource"], conds):
+                what = classify(resource, log_groups)
+                if what == "star":
+                    extra = actions - STAR_ACTIONS
+                    if extra:
+                        problems.append(f"{where}: Resource '*' for {sorted(extra)}")
+                    if actions & ENI_ACTIONS and actions - ENI_ACTIONS:
+                        problems.append(f"{where}: ENI actions share a '*' statement with {sorted(actions - ENI_ACTIONS)}")
+                    continue
+                if what is None:
+                    problems.append(f"{where}: resource {short(resource)} is not the secret, master secret, key, database or own log group")
+                    continue
+                if what == "log":
+                    if actions - LOG_ACTIONS:
+                        problems.append(f"{where}: {sorted(actions - LOG_ACTIONS)} on a log group")
+                    continue
+                allowed = rules[what]
+                if actions - allowed:
+                    problems.append(f"{where}: {sorted(actions - allowed)} not allowed on the {what} for this role")
+                needle = CONDITION_NEEDS.get(what)
+                if needle and not any(not c.startswith("!") and needle in condition_text(template, c) for c in rconds):
+                    problems.append(f"{where}: the {what} permission must be conditional on {needle}")
+    return problems
+
+
+def trust_problems(logical_id, role):
+    problems = []
+    service = ROLE_TRUST[logical_id]
+    doc = role.get("Properties", {}).get("AssumeRolePolicyDocument")
+    seen = False
+    for st, conds in policy_statements(doc, (), f"{logical_id} trust policy", problems):
+        where = f"{logical_id} trust policy"
+        if set(st) - TRUST_STATEMENT_KEYS or st.get("Effect") != "Allow":
+            problems.append(f"{where}: only Allow statements with Principal, Action and Condition: {short(st)}")
+            continue
+        principal = st.get("Principal")
+        services = string_elements(principal.get("Service"), conds, where, "service", problems) if isinstance(principal, dict) and set(principal) == {"Service"} else None
+        if services != [service]:
+            problems.append(f"{where}: Principal must be the service {service} alone, not {short(principal)}")
+        if string_elements(st.get("Action"), conds, where, "action", problems) != ["sts:AssumeRole"]:
+            problems.append(f"{where}: Action must be sts:AssumeRole")
+        seen = True
+    if not seen:
+        problems.append(f"{logical_id}: no trust policy statement for {service}")
+    return problems
+
+
+def function_log_groups(template, role_id):
+    """The log groups of the functions that use `role_id`."""
+    out = []
+    for fn in resources_of(template, "AWS::Serverless::Function").values():
+        fp = fn.get("Properties", {})
+        if fp.get("Role") == {"Fn::GetAtt": [role_id, "Arn"]}:
+            lg = fp.get("LoggingConfig", {}).get("LogGroup", {})
+            if isinstance(lg, dict) and "Ref" in lg and lg["Ref"] in template.get("Resources", {}):
+                out.append(lg["Ref"])
+    return out
+
+
+def function_problems(template):
+    problems = []
+    functions = resources_of(template, "AWS::Serverless::Function")
+    for logical_id, fn in functions.items():
+        props = fn.get("Properties", {})
+        role = FUNCTION_ROLES.get(logical_id)
+        if role is None:
+            problems.append(f"{logical_id}: unexpected function")
+        elif props.get("Role") != {"Fn::GetAtt": [role, "Arn"]}:
+            problems.append(f"{logical_id}: Role must be this template's {role}, not {short(props.get('Role'))}")
+        if "Policies" in props or "PermissionsBoundary" in props:
+            problems.append(f"{logical_id}: use the template's own Role, not SAM Policies (SAM would add managed policies and policy templates)")
+        if "FunctionUrlConfig" in props:
+            problems.append(f"{logical_id}: a function URL is a second, unauthenticated way in")
+        for name, event in props.get("Events", {}).items():
+            if event.get("Type") != "HttpApi":
+                problems.append(f"{logical_id}/{name}: event type {event.get('Type')} would grant a new invoker")
+    return problems
+
+
 def iam_problems(template):
+    """Least privilege in every resource that can carry a policy."""
     problems = []
     res = template.get("Resources", {})
-    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::Group"):
-        for logical_id in resources_of(template, kind):
-            problems.append(f"{logical_id}: {kind} is not expected; permissions live in the two roles")
-    for logical_id, fn in resources_of(template, "AWS::Serverless::Function").items():
-        props = fn.get("Properties", {})
-        if "Role" not in props or "Policies" in props:
-            problems.append(f"{logical_id}: use the template's own Role, not SAM Policies (SAM would add managed policies)")
     roles = resources_of(template, "AWS::IAM::Role")
     for logical_id in ROLE_RULES:
         if logical_id not in roles:
             problems.append(f"{logical_id} is missing")
     for logical_id, role in roles.items():
-        rules = ROLE_RULES.get(logical_id)
-        if rules is None:
+        if logical_id not in ROLE_RULES:
             problems.append(f"{logical_id}: unexpected role")
             continue
-        props = role.get("Properties", {})
-        if props.get("ManagedPolicyArns"):
-            problems.append(f"{logical_id}: managed policies grant more than this template states")
-        # The log groups of the functions that use this role.
-        log_groups = []
-        for fn in resources_of(template, "AWS::Serverless::Function").values():
-            fp = fn.get("Properties", {})
-            if fp.get("Role") == {"Fn::GetAtt": [logical_id, "Arn"]}:
-                lg = fp.get("LoggingConfig", {}).get("LogGroup", {})
-                if isinstance(lg, dict) and "Ref" in lg and lg["Ref"] in res:
-                    log_groups.append(lg["Ref"])
-        for policy, conds in policies_with_conditions(props.get("Policies")):
-            name = policy.get("PolicyName", "?")
-            for st in statements(policy.get("PolicyDocument", {})):
-                where = f"{logical_id}/{name}"
-                if st.get("Effect") != "Allow":
-                    continue
-                if "NotAction" in st or "NotResource" in st:
-                    problems.append(f"{where}: NotAction/NotResource widen a grant beyond what is listed")
-                    continue
-                actions = set(as_list(st.get("Action", [])))
-                for a in actions:
-                    if "*" in a:
-                        problems.append(f"{where}: wildcard action {a}")
-                for resource in as_list(st.get("Resource", [])):
-                    what = classify(resource, log_groups)
-                    if what == "star":
-                        extra = actions - STAR_ACTIONS
-                        if extra:
-                            problems.append(f"{where}: Resource '*' for {sorted(extra)}")
-                        if actions & ENI_ACTIONS and actions - ENI_ACTIONS:
-                            problems.append(f"{where}: ENI actions share a '*' statement with {sorted(actions - ENI_ACTIONS)}")
-                        continue
-                    if what is None:
-                        problems.append(f"{where}: resource {json.dumps(resource)} is not the secret, master secret, key, database or own log group")
-                        continue
-                    if what == "log":
-                        if actions - LOG_ACTIONS:
-                            problems.append(f"{where}: {sorted(actions - LOG_ACTIONS)} on a log group")
-                        continue
-                    allowed = rules[what]
-                    if actions - allowed:
-                        problems.append(f"{where}: {sorted(actions - allowed)} not allowed on the {what} for this role")
-                    needle = CONDITION_NEEDS.get(what)
-                    if needle and not any(
-                        not c.startswith("!") and needle in condition_text(template, c) for c in conds
-                    ):
-                        problems.append(f"{where}: the {what} permission must be conditional on {needle}")
+        problems += trust_problems(logical_id, role)
+        problems += role_policy_problems(template, logical_id, role, function_log_groups(template, logical_id))
+    problems += function_problems(template)
+    handled = {"AWS::IAM::Role", "AWS::Serverless::Function", "AWS::Lambda::Permission"}
+    for logical_id, r in res.items():
+        kind = r.get("Type", "")
+        if kind in FORBIDDEN_TYPES:
+            problems.append(f"{logical_id}: {kind} is not expected; permissions live in the template's roles")
+        elif kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource":
+            problems.append(f"{logical_id}: custom resource {kind} runs code with its service token's permissions; it is not expected")
+        elif kind not in handled:
+            keys = sorted(policy_keys_in(r.get("Properties", {})))
+            if keys:
+                problems.append(f"{logical_id}: {kind} carries {keys}, which these checks do not understand")
     return problems
 
 
+def policy_keys_in(node):
+    found = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in POLICY_KEYS:
+                found.add(k)
+            found |= policy_keys_in(v)
+    elif isinstance(node, list):
+        for v in node:
+            found |= policy_keys_in(v)
+    return found
+
+
+def refers_to(value, logical_id):
+    """Whether `value` is Ref / GetAtt ...Arn of `logical_id`."""
+    return value in ({"Ref": logical_id}, {"Fn::GetAtt": [logical_id, "Arn"]}, {"Fn::GetAtt": f"{logical_id}.Arn"})
+
+
 def permission_problems(template):
+    """Every AWS::Lambda::Permission: a known service principal, on the one function it serves,
+    scoped to this account; nothing else may invoke anything."""
     problems = []
-    found = False
+    invokers_seen = set()
     for logical_id, perm in resources_of(template, "AWS::Lambda::Permission").items():
         props = perm.get("Properties", {})
-        if props.get("Principal") != "secretsmanager.amazonaws.com":
+        for key in sorted(set(props) - PERMISSION_KEYS):
+            problems.append(f"{logical_id}: {key} is not expected on a permission")
+        principal = props.get("Principal")
+        function = INVOKERS.get(principal) if isinstance(principal, str) else None
+        if function is None:
+            problems.append(f"{logical_id}: Principal {short(principal)} may not invoke anything (only {sorted(INVOKERS)})")
             continue
-        found = True
-        if not refers_to(props.get("FunctionName"), "RotationFunction"):
-            problems.append(f"{logical_id}: Secrets Manager may invoke only the rotation function")
+        invokers_seen.add(principal)
+        if not refers_to(props.get("FunctionName"), function):
+            problems.append(f"{logical_id}: {principal} may invoke only {function}")
         if props.get("Action") != "lambda:InvokeFunction":
             problems.append(f"{logical_id}: Action must be lambda:InvokeFunction")
         if props.get("SourceAccount") != {"Ref": "AWS::AccountId"}:
             problems.append(f"{logical_id}: SourceAccount must be this account (confused deputy)")
-    if not found:
+    if "secretsmanager.amazonaws.com" not in invokers_seen:
         problems.append("no AWS::Lambda::Permission lets secretsmanager.amazonaws.com invoke the rotation function")
     return problems
 
@@ -512,6 +554,9 @@ class TemplateIsRight(unittest.TestCase):
     def test_http_api_has_the_design_routes(self):
         self.assertEqual(route_problems(self.template), [])
 
+    def test_every_check_passes_together(self):
+        self.assertEqual(all_problems(self.template), [])
+
     def test_workspace_reading_finds_both_lambda_binaries(self):
         bins = workspace_binaries()
         self.assertEqual(bins.get("items-api"), "items-api")
@@ -532,10 +577,13 @@ class ChecksCatchMistakes(unittest.TestCase):
         self.res = self.t["Resources"]
 
     def policy(self, role, name):
-        for p, _ in policies_with_conditions(self.res[role]["Properties"]["Policies"]):
+        for p, _ in elements(self.res[role]["Properties"]["Policies"]):
             if p.get("PolicyName") == name:
                 return p
         raise KeyError(name)
+
+    def add(self, logical_id, kind, properties):
+        self.res[logical_id] = {"Type": kind, "Properties": properties}
 
     def assertCaught(self, problems, fragment):
         self.assertTrue(any(fragment in p for p in problems), f"expected a problem mentioning {fragment!r}, got {problems}")
@@ -627,6 +675,149 @@ class ChecksCatchMistakes(unittest.TestCase):
         del props["Role"]
         props["Policies"] = ["AWSSecretsManagerGetSecretValuePolicy"]
         self.assertCaught(iam_problems(self.t), "SAM Policies")
+
+    # IAM: the blind spots of issue 16 (each passed the checks before they walked every resource,
+    # every Fn::If and every statement shape)
+    def test_statement_hidden_in_fn_if_is_caught(self):
+        doc = self.policy("ItemsApiRole", "logs")["PolicyDocument"]
+        star = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        doc["Statement"].append({"Fn::If": ["HasSecretKmsKey", star, {"Ref": "AWS::NoValue"}]})
+        problems = iam_problems(self.t)
+        self.assertCaught(problems, "wildcard action *")
+        self.assertCaught(problems, "Resource '*' for ['*']")
+
+    def test_policy_document_hidden_in_fn_if_is_caught(self):
+        policy = self.policy("RotationRole", "logs")
+        doc = policy["PolicyDocument"]
+        wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+        policy["PolicyDocument"] = {"Fn::If": ["AlternatingUsers", wide, doc]}
+        self.assertCaught(iam_problems(self.t), "Resource '*' for ['s3:GetObject']")
+
+    def test_whole_policy_list_in_fn_if_is_caught(self):
+        props = self.res["RotationRole"]["Properties"]
+        wide = [{"PolicyName": "x", "PolicyDocument": {"Statement": {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}}}]
+        props["Policies"] = {"Fn::If": ["HasAlarmTopic", wide, props["Policies"]]}
+        self.assertCaught(iam_problems(self.t), "Resource '*' for ['iam:PassRole']")
+
+    def test_statement_of_unknown_shape_is_caught(self):
+        doc = self.policy("ItemsApiRole", "logs")["PolicyDocument"]
+        doc["Statement"].append({"Fn::Select": [0, [{"Effect": "Allow", "Action": "*", "Resource": "*"}]]})
+        self.assertCaught(iam_problems(self.t), "statement of an unknown shape")
+
+    def test_action_from_a_parameter_is_caught(self):
+        st = self.policy("ItemsApiRole", "logs")["PolicyDocument"]["Statement"][0]
+        st["Action"] = {"Ref": "ExcludeCharacters"}
+        self.assertCaught(iam_problems(self.t), "action of an unknown shape")
+
+    def test_not_action_is_caught(self):
+        st = self.policy("ItemsApiRole", "logs")["PolicyDocument"]["Statement"][0]
+        st["NotAction"] = st.pop("Action")
+        self.assertCaught(iam_problems(self.t), "['NotAction'] in a statement")
+
+    def test_principal_in_an_identity_policy_is_caught(self):
+        st = self.policy("ItemsApiRole", "logs")["PolicyDocument"]["Statement"][0]
+        st["Principal"] = "*"
+        self.assertCaught(iam_problems(self.t), "['Principal'] in a statement")
+
+    def test_unknown_effect_is_caught(self):
+        st = self.policy("ItemsApiRole", "logs")["PolicyDocument"]["Statement"][0]
+        st["Effect"] = {"Fn::If": ["HasAlarmTopic", "Allow", "Deny"]}
+        self.assertCaught(iam_problems(self.t), "neither Allow nor Deny")
+
+    def test_inline_policy_resources_are_caught(self):
+        star = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        cases = {
+            "AWS::IAM::RolePolicy": {"RoleName": {"Ref": "ItemsApiRole"}, "PolicyName": "x", "PolicyDocument": star},
+            "AWS::IAM::Policy": {"Roles": [{"Ref": "ItemsApiRole"}], "PolicyName": "x", "PolicyDocument": star},
+            "AWS::IAM::ManagedPolicy": {"Roles": [{"Ref": "ItemsApiRole"}], "PolicyDocument": star},
+            "AWS::IAM::UserPolicy": {"UserName": "someone", "PolicyName": "x", "PolicyDocument": star},
+        }
+        for kind, props in cases.items():
+            with self.subTest(kind=kind):
+                self.setUp()
+                self.add("Extra", kind, props)
+                self.assertCaught(iam_problems(self.t), f"Extra: {kind} is not expected")
+
+    def test_secret_resource_policy_open_to_everyone_is_caught(self):
+        self.add("SecretPolicy", "AWS::SecretsManager::ResourcePolicy", {
+            "SecretId": {"Ref": "ExistingSecretArn"},
+            "ResourcePolicy": {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]},
+        })
+        self.assertCaught(iam_problems(self.t), "SecretPolicy: AWS::SecretsManager::ResourcePolicy is not expected")
+
+    def test_unknown_policy_bearing_resource_is_caught(self):
+        self.add("Queue", "AWS::SQS::Queue", {"RedrivePolicy": {}})  # no policy: fine
+        self.add("Repo", "AWS::ECR::Repository", {"RepositoryPolicyText": {}, "LifecyclePolicy": {}})
+        self.add("Domain", "AWS::OpenSearchService::Domain", {"AccessPolicies": {"Statement": []}})
+        problems = iam_problems(self.t)
+        self.assertCaught(problems, "Domain: AWS::OpenSearchService::Domain carries ['AccessPolicies']")
+        self.assertFalse(any(p.startswith("Queue") for p in problems), problems)
+
+    def test_trust_policy_open_to_any_account_is_caught(self):
+        st = self.res["RotationRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        st["Principal"] = {"AWS": "*"}
+        self.assertCaught(iam_problems(self.t), "RotationRole trust policy: Principal must be the service lambda.amazonaws.com")
+
+    def test_trust_policy_with_a_second_service_is_caught(self):
+        st = self.res["ItemsApiRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        st["Principal"] = {"Service": ["lambda.amazonaws.com", "ec2.amazonaws.com"]}
+        self.assertCaught(iam_problems(self.t), "ItemsApiRole trust policy: Principal must be the service lambda.amazonaws.com alone")
+
+    def test_permissions_boundary_or_managed_policy_on_a_role_is_caught(self):
+        self.res["ItemsApiRole"]["Properties"]["PermissionsBoundary"] = "arn:aws:iam::aws:policy/AdministratorAccess"
+        self.assertCaught(iam_problems(self.t), "PermissionsBoundary is not expected on a role")
+
+    def test_sam_policy_template_is_caught(self):
+        props = self.res["RotationFunction"]["Properties"]
+        props["Policies"] = [{"SecretsManagerRotationPolicy": {"FunctionName": "x", "SecretArn": "*"}}]
+        self.assertCaught(iam_problems(self.t), "RotationFunction: use the template's own Role, not SAM Policies")
+
+    def test_function_with_a_foreign_role_is_caught(self):
+        self.res["ItemsApiFunction"]["Properties"]["Role"] = {"Fn::GetAtt": ["RotationRole", "Arn"]}
+        self.assertCaught(iam_problems(self.t), "ItemsApiFunction: Role must be this template's ItemsApiRole")
+
+    def test_function_url_is_caught(self):
+        self.res["ItemsApiFunction"]["Properties"]["FunctionUrlConfig"] = {"AuthType": "NONE"}
+        self.assertCaught(iam_problems(self.t), "function URL")
+
+    def test_event_that_grants_a_new_invoker_is_caught(self):
+        events = self.res["RotationFunction"]["Properties"].setdefault("Events", {})
+        events["Bucket"] = {"Type": "S3", "Properties": {"Bucket": "b", "Events": "s3:ObjectCreated:*"}}
+        self.assertCaught(iam_problems(self.t), "RotationFunction/Bucket: event type S3")
+
+    def test_unexpected_custom_resource_is_caught(self):
+        self.add("Anything", "Custom::Anything", {"ServiceToken": {"Fn::GetAtt": ["RotationFunction", "Arn"]}})
+        self.assertCaught(iam_problems(self.t), "Anything: custom resource Custom::Anything")
+
+    def test_permission_open_to_everyone_is_caught(self):
+        self.add("OpenInvoke", "AWS::Lambda::Permission", {
+            "FunctionName": {"Fn::GetAtt": ["RotationFunction", "Arn"]}, "Action": "lambda:InvokeFunction", "Principal": "*",
+        })
+        self.assertCaught(permission_problems(self.t), "OpenInvoke: Principal \"*\" may not invoke anything")
+
+    def test_permission_for_a_function_url_is_caught(self):
+        props = self.res["RotationInvokePermission"]["Properties"]
+        props["FunctionUrlAuthType"] = "NONE"
+        self.assertCaught(permission_problems(self.t), "FunctionUrlAuthType is not expected")
+
+    def test_secrets_manager_invoking_the_api_is_caught(self):
+        props = self.res["RotationInvokePermission"]["Properties"]
+        props["FunctionName"] = {"Fn::GetAtt": ["ItemsApiFunction", "Arn"]}
+        self.assertCaught(permission_problems(self.t), "may invoke only RotationFunction")
+
+    # the readers of the Rust code fail instead of falling back
+    def test_readers_fail_when_the_code_has_no_list(self):
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as d:
+            for crate in ("rotation", "db-credentials"):
+                (Path(d) / "crates" / crate / "src").mkdir(parents=True)
+                (Path(d) / "crates" / crate / "src" / "lib.rs").write_text("pub const OTHER: [&str; 1] = [\"X\"];\n")
+            (Path(d) / "crates" / "db-credentials" / "src" / "metric.rs").write_text("// moved\n")
+            for reader in (known_rotation_vars, known_api_vars, emitted_metrics):
+                with self.subTest(reader=reader.__name__), self.assertRaises(ReaderFoundNothing):
+                    reader(Path(d))
 
     # invoke permission
     def test_permission_without_source_account_is_caught(self):
