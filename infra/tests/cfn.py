@@ -118,3 +118,111 @@ def refs_in(node):
         for v in node:
             out |= refs_in(v)
     return out
+
+
+class Scenario:
+    """The template one set of parameter values turns it into: conditions evaluated, `Fn::If`
+    resolved, `AWS::NoValue` dropped, parameter `Ref`s replaced by their values, resources whose
+    condition is false removed, and the Rules' assertions checked. Other intrinsics stay as they are.
+
+    `params` overrides the defaults; parameters without a default must be given."""
+
+    def __init__(self, template, **params):
+        self.template = template
+        declared = template.get("Parameters", {})
+        unknown = set(params) - set(declared)
+        if unknown:
+            raise KeyError(f"not parameters of the template: {sorted(unknown)}")
+        self.params = {}
+        for name, spec in declared.items():
+            value = params.get(name, spec.get("Default"))
+            if value is None:
+                raise KeyError(f"parameter {name} has no default; give it")
+            if spec.get("Type", "").startswith(("List<", "CommaDelimitedList")) and isinstance(value, str):
+                value = value.split(",")
+            self.params[name] = value if isinstance(value, list) else str(value)
+        self._conditions = {}
+
+    def __repr__(self):
+        declared = self.template.get("Parameters", {})
+        changed = {k: v for k, v in self.params.items() if str(declared[k].get("Default")) != str(v)}
+        return f"Scenario({changed})"
+
+    # conditions and rules
+    def condition(self, name):
+        if name not in self._conditions:
+            body = self.template.get("Conditions", {}).get(name)
+            if body is None:
+                raise KeyError(f"no condition {name}")
+            self._conditions[name] = bool(self._evaluate(body))
+        return self._conditions[name]
+
+    def _evaluate(self, node):
+        if isinstance(node, dict) and len(node) == 1:
+            (key, args), = node.items()
+            if key == "Ref":
+                if args not in self.params:
+                    raise ValueError(f"condition or rule refers to {args}, which is not a parameter")
+                return self.params[args]
+            if key == "Condition":
+                return self.condition(args)
+            if key == "Fn::Equals":
+                a, b = (self._evaluate(x) for x in args)
+                return a == b
+            if key == "Fn::Not":
+                return not self._evaluate(args[0])
+            if key == "Fn::And":
+                return all(self._evaluate(x) for x in args)
+            if key == "Fn::Or":
+                return any(self._evaluate(x) for x in args)
+            if key == "Fn::Contains":
+                haystack, needle = (self._evaluate(x) for x in args)
+                return needle in haystack
+            if key == "Fn::EachMemberIn":
+                members, allowed = (self._evaluate(x) for x in args)
+                return all(m in allowed for m in members)
+            raise ValueError(f"the scenario cannot evaluate {key}")
+        if isinstance(node, list):
+            return [self._evaluate(x) for x in node]
+        return node
+
+    def rule_failures(self):
+        """The AssertDescription of every assertion of every applicable Rule that fails."""
+        failures = []
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self._evaluate(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self._evaluate(assertion["Assert"]):
+                    failures.append(f"{name}: {assertion.get('AssertDescription', '')}")
+        return failures
+
+    # the resolved template
+    def resolve(self, node):
+        if isinstance(node, dict):
+            if is_if(node):
+                cond, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.condition(cond) else no)
+            if list(node) == ["Ref"] and node["Ref"] in self.params:
+                return self.params[node["Ref"]]
+            out = {}
+            for k, v in node.items():
+                r = self.resolve(v)
+                if r != NO_VALUE:
+                    out[k] = r
+            return out
+        if isinstance(node, list):
+            return [r for r in (self.resolve(v) for v in node) if r != NO_VALUE]
+        return node
+
+    def resources(self, type_=None):
+        out = {}
+        for logical_id, r in self.template.get("Resources", {}).items():
+            if "Condition" in r and not self.condition(r["Condition"]):
+                continue
+            if type_ is None or r.get("Type") == type_:
+                out[logical_id] = self.resolve(r)
+        return out
+
+    def resource(self, logical_id):
+        return self.resources().get(logical_id)

@@ -55,8 +55,8 @@ LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 RDS_ACTIONS = {"rds:DescribeDBInstances", "rds:DescribeDBClusters"}
 
 # What each role may do to each kind of resource (the issue's list; design §5 and §8).
-SECRETS = [{"Ref": "DatabaseSecret"}, {"Ref": "ExistingSecretArn"}]
-MASTER_SECRETS = [{"Ref": "MasterSecretArn"}]
+SECRETS = [{"Ref": "AppSecret"}, {"Ref": "ExistingSecretArn"}]
+MASTER_SECRETS = [{"Ref": "MasterSecretArn"}, {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}]
 SECRET_KEY = {"Ref": "SecretKmsKeyArn"}
 MASTER_KEY = {"Ref": "MasterSecretKmsKeyArn"}
 ROLE_RULES = {
@@ -126,13 +126,10 @@ POLICY_KEYS = {
     "PermissionsBoundary",
     "FunctionUrlConfig",
 }
-# An optional permission must sit inside `Fn::If` on a condition whose definition mentions this.
-CONDITION_NEEDS = {
-    "master": "alternating-users",
-    "key": "SecretKmsKeyArn",
-    "master-key": "MasterSecretKmsKeyArn",
-    "rds": "ResolveHostWithRdsApi",
-}
+# The application role of mode 1 (design §11): a custom resource served by the rotation function.
+DATABASE_ROLE_TYPE = "Custom::DatabaseRole"
+DATABASE_ROLE_PROPERTIES = {"ServiceToken", "ServiceTimeout", "SecretId"}
+MAX_SERVICE_TIMEOUT = 900
 
 # design §7
 API_ROUTES = {
@@ -217,7 +214,7 @@ def classify(resource, role_log_groups):
     if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
         arn = resource["Fn::Sub"]
         if re.fullmatch(
-            r"arn:\$\{AWS::Partition\}:rds:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(db|cluster):\$\{DatabaseIdentifier\}",
+            r"arn:\$\{AWS::Partition\}:rds:\$\{AWS::Region\}:\$\{AWS::AccountId\}:((db|cluster):\$\{DatabaseIdentifier\}|db:\$\{Database\})",
             arn,
         ):
             return "rds"
@@ -299,10 +296,21 @@ def role_policy_problems(template, logical_id, role, log_groups):
                 allowed = rules[what]
                 if actions - allowed:
                     problems.append(f"{where}: {sorted(actions - allowed)} not allowed on the {what} for this role")
-                needle = CONDITION_NEEDS.get(what)
-                if needle and not any(not c.startswith("!") and needle in condition_text(template, c) for c in rconds):
-                    problems.append(f"{where}: the {what} permission must be conditional on {needle}")
+                for param in optional_parameters_in(template, resource):
+                    if not any(f'{{"Ref": "{param}"}}' in condition_text(template, c.lstrip("!")) for c in rconds):
+                        problems.append(f"{where}: grant on the optional {param} outside a condition on it")
     return problems
+
+
+def optional_parameters_in(template, value):
+    """Parameters with an empty default that `value` names (Ref, or ${X} in Fn::Sub)."""
+    params = template.get("Parameters", {})
+    names = set()
+    if isinstance(value, dict) and list(value) == ["Ref"]:
+        names.add(value["Ref"])
+    elif isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        names |= set(re.findall(r"\$\{([A-Za-z0-9]+)\}", value["Fn::Sub"]))
+    return sorted(n for n in names if n in params and params[n].get("Default") == "")
 
 
 def trust_problems(logical_id, role):
@@ -359,6 +367,36 @@ def function_problems(template):
     return problems
 
 
+S3_RESPONSE_BUCKET = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:s3:::cloudformation-custom-resource-response-${Region}/*",
+        {"Region": {"Fn::Join": ["", {"Fn::Split": ["-", {"Ref": "AWS::Region"}]}]}},
+    ]
+}
+
+
+def endpoint_policy_problems(template):
+    """A VPC endpoint policy may only be the S3 gateway's: PutObject to CloudFormation's response
+    bucket of this region. (Interface endpoints keep the default policy; docs/deployment.md says so.)"""
+    problems = []
+    for logical_id, ep in resources_of(template, "AWS::EC2::VPCEndpoint").items():
+        props = ep.get("Properties", {})
+        if "PolicyDocument" not in props:
+            if props.get("VpcEndpointType") == "Gateway":
+                problems.append(f"{logical_id}: a gateway endpoint without a policy lets every subnet of those route tables reach all of S3")
+            continue
+        where = f"{logical_id} endpoint policy"
+        for st, conds in policy_statements(props["PolicyDocument"], (), where, problems):
+            if set(st) - (TRUST_STATEMENT_KEYS | {"Resource"}) or st.get("Effect") != "Allow":
+                problems.append(f"{where}: unexpected statement {short(st)}")
+                continue
+            actions = string_elements(st.get("Action"), conds, where, "action", problems)
+            resources = [r for r, _ in elements(st.get("Resource"), conds)]
+            if actions != ["s3:PutObject"] or resources != [S3_RESPONSE_BUCKET]:
+                problems.append(f"{where}: only s3:PutObject to CloudFormation's response bucket, not {actions} on {short(resources)}")
+    return problems
+
+
 def iam_problems(template):
     """Least privilege in every resource that can carry a policy."""
     problems = []
@@ -374,11 +412,14 @@ def iam_problems(template):
         problems += trust_problems(logical_id, role)
         problems += role_policy_problems(template, logical_id, role, function_log_groups(template, logical_id))
     problems += function_problems(template)
-    handled = {"AWS::IAM::Role", "AWS::Serverless::Function", "AWS::Lambda::Permission"}
+    problems += endpoint_policy_problems(template)
+    handled = {"AWS::IAM::Role", "AWS::Serverless::Function", "AWS::Lambda::Permission", "AWS::EC2::VPCEndpoint"}
     for logical_id, r in res.items():
         kind = r.get("Type", "")
         if kind in FORBIDDEN_TYPES:
             problems.append(f"{logical_id}: {kind} is not expected; permissions live in the template's roles")
+        elif kind == DATABASE_ROLE_TYPE:
+            continue  # database_role_problems
         elif kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource":
             problems.append(f"{logical_id}: custom resource {kind} runs code with its service token's permissions; it is not expected")
         elif kind not in handled:
@@ -432,6 +473,20 @@ def permission_problems(template):
     return problems
 
 
+def depends_on(template, logical_id, target, seen=None):
+    """Whether `logical_id` waits for `target`: DependsOn, a Ref/GetAtt in its properties, or through a
+    resource it waits for (the WaitConditionHandles whose Metadata names conditional resources)."""
+    from cfn import refs_in
+
+    seen = seen if seen is not None else set()
+    if logical_id in seen:
+        return False
+    seen.add(logical_id)
+    r = template.get("Resources", {}).get(logical_id, {})
+    direct = set(as_list(r.get("DependsOn", []))) | refs_in(r.get("Properties", {})) | refs_in(r.get("Metadata", {}))
+    return target in direct or any(depends_on(template, d, target, seen) for d in direct if d in template.get("Resources", {}))
+
+
 def schedule_problems(template):
     problems = []
     schedules = resources_of(template, "AWS::SecretsManager::RotationSchedule")
@@ -443,9 +498,9 @@ def schedule_problems(template):
             problems.append(f"{logical_id}: RotationLambdaARN must be the rotation function's ARN")
         if "HostedRotationLambda" in props:
             problems.append(f"{logical_id}: HostedRotationLambda would replace our rotation function")
-        expected_secret = {"Fn::If": ["CreateDatabase", {"Ref": "DatabaseSecretAttachment"}, {"Ref": "ExistingSecretArn"}]}
+        expected_secret = {"Fn::If": ["CreateDatabase", {"Ref": "AppSecretAttachment"}, {"Ref": "ExistingSecretArn"}]}
         if props.get("SecretId") != expected_secret:
-            problems.append(f"{logical_id}: SecretId must be the database secret (through its attachment when created)")
+            problems.append(f"{logical_id}: SecretId must be the application secret (through its attachment when created)")
         rules = props.get("RotationRules", {})
         if rules.get("ScheduleExpression") != {"Ref": "RotationScheduleExpression"}:
             problems.append(f"{logical_id}: the schedule must come from the RotationScheduleExpression parameter")
@@ -456,6 +511,41 @@ def schedule_problems(template):
         ]
         if not set(perms) & set(as_list(sched.get("DependsOn", []))):
             problems.append(f"{logical_id}: must DependsOn the invoke permission, or the first test invocation is denied")
+        for role in resources_of(template, DATABASE_ROLE_TYPE):
+            if not depends_on(template, logical_id, role):
+                problems.append(f"{logical_id}: must wait for {role}, or its first testSecret logs in as a role that does not exist yet")
+    return problems
+
+
+def database_role_problems(template):
+    """Mode 1's application role: one Custom::DatabaseRole served by the rotation function, with exactly
+    the properties the Rust side reads, after the instance and the secret's host, kept on deletion."""
+    problems = []
+    roles = resources_of(template, DATABASE_ROLE_TYPE)
+    if len(roles) != 1:
+        return [f"expected one {DATABASE_ROLE_TYPE}, found {sorted(roles)}"]
+    (logical_id, role), = roles.items()
+    props = role.get("Properties", {})
+    if set(props) != DATABASE_ROLE_PROPERTIES:
+        problems.append(f"{logical_id}: properties must be exactly {sorted(DATABASE_ROLE_PROPERTIES)}, not {sorted(props)}")
+    if props.get("ServiceToken") != {"Fn::GetAtt": ["RotationFunction", "Arn"]}:
+        problems.append(f"{logical_id}: ServiceToken must be the rotation function")
+    if props.get("SecretId") != {"Ref": "AppSecret"}:
+        problems.append(f"{logical_id}: SecretId must be the application secret (its masterarn names the master)")
+    timeout = props.get("ServiceTimeout")
+    if not (isinstance(timeout, int) and 30 <= timeout <= MAX_SERVICE_TIMEOUT):
+        problems.append(f"{logical_id}: ServiceTimeout must bound the wait (30..{MAX_SERVICE_TIMEOUT} s), not {timeout!r}")
+    if role.get("Condition") != "CreateDatabase":
+        problems.append(f"{logical_id}: only when the stack creates the database (Condition CreateDatabase)")
+    for needed in ("Database", "AppSecretAttachment"):
+        if not depends_on(template, logical_id, needed):
+            problems.append(f"{logical_id}: must come after {needed} (the secret needs its host)")
+    network = [h for h in resources_of(template, "AWS::CloudFormation::WaitConditionHandle") if "Network" in h]
+    if not any(depends_on(template, logical_id, h) for h in network):
+        problems.append(f"{logical_id}: must wait for the network (security groups, endpoints) the function needs")
+    for policy in ("DeletionPolicy", "UpdateReplacePolicy"):
+        if role.get(policy) != "Retain":
+            problems.append(f"{logical_id}: {policy} must be Retain, so no Delete ever drops the role and its objects")
     return problems
 
 
@@ -511,12 +601,136 @@ def route_problems(template):
     return [f"HTTP API route {m} {p} is missing" for m, p in sorted(API_ROUTES - routes)]
 
 
+# ------------------------------------------------------------------ per deployment (Scenario)
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/"
+BASE = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "PrivateSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "PrivateRouteTableIds": "rtb-0123456789abcdef0,rtb-0123456789abcdef1",
+    "S3PrefixListId": "pl-6da54004",
+}
+MODE2 = {"ExistingSecretArn": ARN + "items-AbCdEf", "ExistingDatabaseSecurityGroupId": "sg-0123456789abcdef0"}
+MASTER = {"MasterSecretArn": ARN + "master-AbCdEf", "DatabaseIdentifier": "itemsdb"}
+KEYS = {"SecretKmsKeyArn": KEY + "app", "MasterSecretKmsKeyArn": KEY + "master"}
+# Deployments the template must serve; each must pass the Rules.
+SCENARIOS = {
+    "mode 1": {},
+    "mode 1, NAT": {"HasNatGateway": "true", "PrivateRouteTableIds": "", "S3PrefixListId": ""},
+    "mode 1, keys": dict(KEYS),
+    "mode 1, explicit alternating-users": {"RotationStrategy": "alternating-users"},
+    "mode 2, single-user": dict(MODE2),
+    "mode 2, single-user with a master": dict(MODE2, **MASTER),
+    "mode 2, single-user with a master and keys": dict(MODE2, **MASTER, **KEYS),
+    "mode 2, alternating-users": dict(MODE2, **MASTER, RotationStrategy="alternating-users"),
+    "mode 2, host from RDS": dict(MODE2, ResolveHostWithRdsApi="true", DatabaseIdentifier="itemsdb", HasNatGateway="true"),
+}
+
+
+def scenario(template, name_or_params):
+    params = SCENARIOS[name_or_params] if isinstance(name_or_params, str) else name_or_params
+    from cfn import Scenario
+
+    return Scenario(template, **dict(BASE, **params))
+
+
+def resolved_grants(sc, role):
+    """What the role may do in this deployment: kind -> actions, kinds named from the deployment's
+    own values (the secret, the master secret, the keys, the database)."""
+    p = sc.params
+    create = p["ExistingSecretArn"] == ""
+    kinds = {
+        "secret": [{"Ref": "AppSecret"}] if create else [p["ExistingSecretArn"]],
+        "master": [{"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}] + ([p["MasterSecretArn"]] if p["MasterSecretArn"] else []),
+        "key": [p["SecretKmsKeyArn"]] if p["SecretKmsKeyArn"] else [],
+        "master-key": [p["MasterSecretKmsKeyArn"]] if p["MasterSecretKmsKeyArn"] else [],
+    }
+    grants = {}
+    for policy in sc.resource(role)["Properties"].get("Policies", []):
+        for st in as_list(policy["PolicyDocument"]["Statement"]):
+            if st.get("Effect") != "Allow":
+                continue
+            for resource in as_list(st["Resource"]):
+                kind = next((k for k, values in kinds.items() if resource in values), None)
+                if kind is None:
+                    text = str(resource)
+                    kind = "rds" if ":rds:" in text else "star" if resource == "*" else "log" if "LogGroup" in text else f"other {text}"
+                grants.setdefault(kind, set()).update(as_list(st["Action"]))
+    return grants
+
+
+def expected_grants(sc, role):
+    """What the role needs in this deployment (design §4, §8, §11), worked out from the parameters
+    alone, not from the template's conditions."""
+    p = sc.params
+    create = p["ExistingSecretArn"] == ""
+    master = create or p["MasterSecretArn"] != ""
+    resolve = not create and p["ResolveHostWithRdsApi"] == "true"
+    out = {"log": LOG_ACTIONS, "star": set(ENI_ACTIONS)}
+    rules = ROLE_RULES[role]
+    out["secret"] = rules["secret"]
+    if p["SecretKmsKeyArn"]:
+        out["key"] = rules["key"]
+    if role == "RotationRole":
+        out["star"] = out["star"] | {"secretsmanager:GetRandomPassword"}
+        if master:
+            out["master"] = rules["master"]
+            if p["MasterSecretKmsKeyArn"]:
+                out["master-key"] = rules["master-key"]
+        if master or resolve:
+            out["rds"] = RDS_ACTIONS
+    elif resolve:
+        out["rds"] = RDS_ACTIONS
+    return out
+
+
+def grant_problems(sc):
+    problems = []
+    for role in ROLE_RULES:
+        got, want = resolved_grants(sc, role), expected_grants(sc, role)
+        for kind in sorted(set(got) | set(want)):
+            if got.get(kind, set()) != want.get(kind, set()):
+                problems.append(f"{sc}: {role} may do {sorted(got.get(kind, set()))} on the {kind}, needs {sorted(want.get(kind, set()))}")
+    return problems
+
+
+def wiring_problems(sc):
+    """The credentials each function gets in this deployment."""
+    problems = []
+    p = sc.params
+    create = p["ExistingSecretArn"] == ""
+    api_env = sc.resource("ItemsApiFunction")["Properties"]["Environment"]["Variables"]
+    want_secret = {"Ref": "AppSecretAttachment"} if create else p["ExistingSecretArn"]
+    if api_env.get("DB_SECRET_ARN") != want_secret:
+        problems.append(f"{sc}: items-api's DB_SECRET_ARN is {short(api_env.get('DB_SECRET_ARN'))}, not the application secret")
+    rot_env = sc.resource("RotationFunction")["Properties"]["Environment"]["Variables"]
+    want_strategy = "alternating-users" if create or p["RotationStrategy"] == "alternating-users" else "single-user"
+    if rot_env.get("ROTATION_STRATEGY") != want_strategy:
+        problems.append(f"{sc}: ROTATION_STRATEGY is {rot_env.get('ROTATION_STRATEGY')}, expected {want_strategy}")
+    if create:
+        db = sc.resource("Database")["Properties"]
+        if db.get("ManageMasterUserPassword") is not True or "MasterUserPassword" in db:
+            problems.append(f"{sc}: the created instance must keep its master password in RDS (ManageMasterUserPassword)")
+        if sc.resource("AppDatabaseRole") is None:
+            problems.append(f"{sc}: no application role is created")
+        if p["HasNatGateway"] == "false":
+            endpoint = sc.resource("S3GatewayEndpoint")
+            if endpoint is None:
+                problems.append(f"{sc}: no S3 gateway endpoint, so the custom resource's answer cannot leave the VPC")
+            groups = sc.resource("RotationFunction")["Properties"]["VpcConfig"]["SecurityGroupIds"]
+            if {"Fn::GetAtt": ["RotationResponseSecurityGroup", "GroupId"]} not in groups:
+                problems.append(f"{sc}: the rotation function may not reach S3")
+    return problems
+
+
 def all_problems(template):
     return (
         binary_problems(template, workspace_binaries(), package_features(), cargo_lambda_build())
         + iam_problems(template)
         + permission_problems(template)
         + schedule_problems(template)
+        + database_role_problems(template)
         + alarm_problems(template, emitted_metrics())
         + environment_problems(template, known_api_vars(), known_rotation_vars())
         + route_problems(template)
@@ -556,6 +770,35 @@ class TemplateIsRight(unittest.TestCase):
 
     def test_every_check_passes_together(self):
         self.assertEqual(all_problems(self.template), [])
+
+    def test_every_scenario_passes_the_rules(self):
+        for name in SCENARIOS:
+            with self.subTest(scenario=name):
+                self.assertEqual(scenario(self.template, name).rule_failures(), [])
+
+    def test_each_role_has_exactly_what_each_deployment_needs(self):
+        for name in SCENARIOS:
+            with self.subTest(scenario=name):
+                self.assertEqual(grant_problems(scenario(self.template, name)), [])
+
+    def test_each_function_gets_the_credentials_of_its_deployment(self):
+        for name in SCENARIOS:
+            with self.subTest(scenario=name):
+                self.assertEqual(wiring_problems(scenario(self.template, name)), [])
+
+    def test_rules_refuse_unsafe_combinations(self):
+        refused = {
+            "single-user in mode 1": ({"RotationStrategy": "single-user"}, "alternating users through the RDS-managed master"),
+            "app user = master": ({"DatabaseAppUsername": "items_admin"}, "never logs in as the master"),
+            "no route tables without NAT": ({"PrivateRouteTableIds": ""}, "give PrivateRouteTableIds"),
+            "no S3 prefix list without NAT": ({"S3PrefixListId": ""}, "give S3PrefixListId"),
+            "alternating without master": (dict(MODE2, RotationStrategy="alternating-users"), "needs MasterSecretArn"),
+            "master without identifier": (dict(MODE2, MasterSecretArn=ARN + "m-AbCdEf"), "give DatabaseIdentifier"),
+        }
+        for name, (params, message) in refused.items():
+            with self.subTest(name):
+                failures = scenario(self.template, params).rule_failures()
+                self.assertTrue(any(message in f for f in failures), failures)
 
     def test_workspace_reading_finds_both_lambda_binaries(self):
         bins = workspace_binaries()
@@ -637,15 +880,22 @@ class ChecksCatchMistakes(unittest.TestCase):
 
     def test_unconditional_master_secret_access_is_caught(self):
         policies = self.res["RotationRole"]["Properties"]["Policies"]
-        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][1].get("PolicyName") == "master-secret")
+        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][0] == "HasExistingMasterSecret")
         policies[i] = policies[i]["Fn::If"][1]
-        self.assertCaught(iam_problems(self.t), "must be conditional on alternating-users")
+        self.assertCaught(iam_problems(self.t), "grant on the optional MasterSecretArn outside a condition on it")
+        self.assertCaught(grant_problems(scenario(self.t, "mode 2, single-user")), "RotationRole may do ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'] on the other")
+
+    def test_unconditional_created_master_secret_access_is_caught(self):
+        policies = self.res["RotationRole"]["Properties"]["Policies"]
+        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][0] == "CreateDatabase" and p["Fn::If"][1]["PolicyName"] == "master-secret")
+        policies[i] = policies[i]["Fn::If"][1]
+        self.assertCaught(grant_problems(scenario(self.t, "mode 2, single-user")), "on the master, needs []")
 
     def test_unconditional_kms_is_caught(self):
         policies = self.res["ItemsApiRole"]["Properties"]["Policies"]
         i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][1].get("PolicyName") == "secret-key")
         policies[i] = policies[i]["Fn::If"][1]
-        self.assertCaught(iam_problems(self.t), "conditional on SecretKmsKeyArn")
+        self.assertCaught(iam_problems(self.t), "grant on the optional SecretKmsKeyArn outside a condition on it")
 
     def test_kms_on_star_is_caught(self):
         policy = self.policy("RotationRole", "secret-key")
@@ -805,6 +1055,18 @@ class ChecksCatchMistakes(unittest.TestCase):
         props["FunctionName"] = {"Fn::GetAtt": ["ItemsApiFunction", "Arn"]}
         self.assertCaught(permission_problems(self.t), "may invoke only RotationFunction")
 
+    def test_s3_endpoint_open_to_all_of_s3_is_caught(self):
+        st = self.res["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]["Statement"][0]
+        st["Action"] = ["s3:PutObject", "s3:GetObject"]
+        self.assertCaught(iam_problems(self.t), "only s3:PutObject to CloudFormation's response bucket")
+        st["Action"] = "s3:PutObject"
+        st["Resource"] = "*"
+        self.assertCaught(iam_problems(self.t), "only s3:PutObject to CloudFormation's response bucket")
+
+    def test_s3_endpoint_without_a_policy_is_caught(self):
+        del self.res["S3GatewayEndpoint"]["Properties"]["PolicyDocument"]
+        self.assertCaught(iam_problems(self.t), "a gateway endpoint without a policy")
+
     # the readers of the Rust code fail instead of falling back
     def test_readers_fail_when_the_code_has_no_list(self):
         import tempfile
@@ -818,6 +1080,96 @@ class ChecksCatchMistakes(unittest.TestCase):
             for reader in (known_rotation_vars, known_api_vars, emitted_metrics):
                 with self.subTest(reader=reader.__name__), self.assertRaises(ReaderFoundNothing):
                     reader(Path(d))
+
+    # per deployment
+    def test_master_secret_only_under_alternating_users_is_caught(self):
+        # The bug of issue 10: single-user's fallback to the master met AccessDenied.
+        policies = self.res["RotationRole"]["Properties"]["Policies"]
+        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][0] == "HasExistingMasterSecret")
+        policies[i]["Fn::If"][0] = "AlternatingUsers"
+        problems = grant_problems(scenario(self.t, "mode 2, single-user with a master"))
+        self.assertCaught(problems, "RotationRole may do [] on the master, needs ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']")
+
+    def test_api_reading_the_master_secret_is_caught(self):
+        st = self.policy("ItemsApiRole", "database-secret")["PolicyDocument"]["Statement"][0]
+        st["Resource"] = [st["Resource"], {"Fn::If": ["CreateDatabase", {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}, {"Ref": "AWS::NoValue"}]}]
+        self.assertCaught(grant_problems(scenario(self.t, "mode 1")), "ItemsApiRole may do ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'] on the master, needs []")
+        self.assertCaught(iam_problems(self.t), "not allowed on the master for this role")
+
+    def test_api_given_the_master_secret_is_caught(self):
+        env = self.res["ItemsApiFunction"]["Properties"]["Environment"]["Variables"]
+        env["DB_SECRET_ARN"] = {"Fn::If": ["CreateDatabase", {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}, {"Ref": "ExistingSecretArn"}]}
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "not the application secret")
+
+    def test_kms_grant_left_on_without_a_key_is_caught(self):
+        policies = self.res["RotationRole"]["Properties"]["Policies"]
+        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][1].get("PolicyName") == "secret-key")
+        policies[i]["Fn::If"][0] = "CreateDatabase"
+        problems = grant_problems(scenario(self.t, "mode 1"))
+        self.assertTrue(any("RotationRole may do ['kms:Decrypt', 'kms:GenerateDataKey'] on the other" in p for p in problems), problems)
+
+    def test_single_user_in_mode_1_is_caught(self):
+        env = self.res["RotationFunction"]["Properties"]["Environment"]["Variables"]
+        env["ROTATION_STRATEGY"] = {"Ref": "RotationStrategy"}
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "ROTATION_STRATEGY is auto, expected alternating-users")
+
+    def test_master_password_in_the_template_is_caught(self):
+        db = self.res["Database"]["Properties"]
+        del db["ManageMasterUserPassword"]
+        db["MasterUserPassword"] = "{{resolve:secretsmanager:x:SecretString:password}}"
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "ManageMasterUserPassword")
+
+    def test_missing_s3_path_is_caught(self):
+        groups = self.res["RotationFunction"]["Properties"]["VpcConfig"]["SecurityGroupIds"]
+        groups.pop()
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "may not reach S3")
+        del self.res["S3GatewayEndpoint"]
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "no S3 gateway endpoint")
+
+    def test_rule_removed_is_caught(self):
+        del self.t["Rules"]["StackDatabaseRotatesWithAlternatingUsers"]
+        self.assertEqual(scenario(self.t, {"RotationStrategy": "single-user"}).rule_failures(), [])
+
+    # the application role (custom resource)
+    def test_database_role_with_the_master_secret_is_caught(self):
+        self.res["AppDatabaseRole"]["Properties"]["SecretId"] = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+        self.assertCaught(database_role_problems(self.t), "SecretId must be the application secret")
+
+    def test_database_role_with_an_extra_property_is_caught(self):
+        self.res["AppDatabaseRole"]["Properties"]["MasterSecretArn"] = {"Ref": "MasterSecretArn"}
+        self.assertCaught(database_role_problems(self.t), "properties must be exactly")
+
+    def test_database_role_served_by_another_function_is_caught(self):
+        self.res["AppDatabaseRole"]["Properties"]["ServiceToken"] = {"Fn::GetAtt": ["ItemsApiFunction", "Arn"]}
+        self.assertCaught(database_role_problems(self.t), "ServiceToken must be the rotation function")
+
+    def test_unbounded_service_timeout_is_caught(self):
+        del self.res["AppDatabaseRole"]["Properties"]["ServiceTimeout"]
+        problems = database_role_problems(self.t)
+        self.assertCaught(problems, "ServiceTimeout must bound the wait")
+        self.res["AppDatabaseRole"]["Properties"]["ServiceTimeout"] = 3600
+        self.assertCaught(database_role_problems(self.t), "not 3600")
+
+    def test_database_role_before_the_attachment_is_caught(self):
+        self.res["AppDatabaseRole"]["DependsOn"] = ["RotationNetworkReady"]
+        self.assertCaught(database_role_problems(self.t), "must come after AppSecretAttachment")
+
+    def test_database_role_before_the_network_is_caught(self):
+        self.res["AppDatabaseRole"]["DependsOn"] = ["AppSecretAttachment"]
+        self.assertCaught(database_role_problems(self.t), "must wait for the network")
+
+    def test_database_role_dropped_on_delete_is_caught(self):
+        del self.res["AppDatabaseRole"]["DeletionPolicy"]
+        self.assertCaught(database_role_problems(self.t), "DeletionPolicy must be Retain")
+
+    def test_schedule_before_the_database_role_is_caught(self):
+        self.res["DatabaseSecretRotationSchedule"]["DependsOn"].remove("AppDatabaseRoleReady")
+        self.assertCaught(schedule_problems(self.t), "must wait for AppDatabaseRole")
+
+    def test_missing_database_role_is_caught(self):
+        del self.res["AppDatabaseRole"]
+        self.assertCaught(database_role_problems(self.t), "expected one Custom::DatabaseRole")
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "no application role is created")
 
     # invoke permission
     def test_permission_without_source_account_is_caught(self):
