@@ -87,7 +87,8 @@ ROLE_KEYS = {"Description", "AssumeRolePolicyDocument", "Policies", "Path", "Max
 IDENTITY_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
 TRUST_STATEMENT_KEYS = {"Sid", "Effect", "Principal", "Action", "Condition"}
 # Who may invoke which function, and what must scope it (resource-based policy of the function).
-INVOKERS = {"secretsmanager.amazonaws.com": "RotationFunction"}
+INVOKERS = {"secretsmanager.amazonaws.com": "RotationFunction", "apigateway.amazonaws.com": "ItemsApiFunction"}
+EXECUTE_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${ItemsHttpApi}/*"
 PERMISSION_KEYS = {"FunctionName", "Action", "Principal", "SourceAccount", "SourceArn"}
 # Resource types whose only job is to grant, which this template never needs: permissions live in the
 # roles above. Any other type that carries a policy-like property and has no check of its own fails too.
@@ -132,15 +133,21 @@ DATABASE_ROLE_PROPERTIES = {"ServiceToken", "ServiceTimeout", "SecretId"}
 MAX_SERVICE_TIMEOUT = 900
 
 # design §7
+# design §7, plus $default: unknown paths and wrong methods reach the function (404/405 problem documents).
 API_ROUTES = {
-    ("GET", "/items"),
-    ("POST", "/items"),
-    ("GET", "/items/{id}"),
-    ("PUT", "/items/{id}"),
-    ("DELETE", "/items/{id}"),
-    ("GET", "/health"),
-    ("GET", "/health/db"),
+    "GET /items",
+    "POST /items",
+    "GET /items/{id}",
+    "PUT /items/{id}",
+    "DELETE /items/{id}",
+    "GET /health",
+    "GET /health/db",
+    "$default",
 }
+# design §11: the only route open whatever ApiAuth says (it touches nothing).
+OPEN_ROUTES = {"GET /health"}
+API_AUTHORIZATION = {"iam": "AWS_IAM", "jwt": "JWT", "none": "NONE"}
+INTEGRATION_TARGET = {"Fn::Sub": "integrations/${ItemsApiIntegration}"}
 # The rotation function's settings (design §8) plus the TLS and environment ones it shares. All are
 # set by the template; the crate's own lists (when it has them) say what else it would accept.
 ROTATION_VARS = {
@@ -362,8 +369,7 @@ def function_problems(template):
         if "FunctionUrlConfig" in props:
             problems.append(f"{logical_id}: a function URL is a second, unauthenticated way in")
         for name, event in props.get("Events", {}).items():
-            if event.get("Type") != "HttpApi":
-                problems.append(f"{logical_id}/{name}: event type {event.get('Type')} would grant a new invoker")
+            problems.append(f"{logical_id}/{name}: a SAM event ({event.get('Type')}) grants an invoker the template does not state; write the permission out")
     return problems
 
 
@@ -466,7 +472,10 @@ def permission_problems(template):
             problems.append(f"{logical_id}: {principal} may invoke only {function}")
         if props.get("Action") != "lambda:InvokeFunction":
             problems.append(f"{logical_id}: Action must be lambda:InvokeFunction")
-        if props.get("SourceAccount") != {"Ref": "AWS::AccountId"}:
+        if principal == "apigateway.amazonaws.com":
+            if props.get("SourceArn") != {"Fn::Sub": EXECUTE_API_ARN}:
+                problems.append(f"{logical_id}: SourceArn must be this stack's HTTP API ({EXECUTE_API_ARN}), or any API in any account could invoke it")
+        elif props.get("SourceAccount") != {"Ref": "AWS::AccountId"}:
             problems.append(f"{logical_id}: SourceAccount must be this account (confused deputy)")
     if "secretsmanager.amazonaws.com" not in invokers_seen:
         problems.append("no AWS::Lambda::Permission lets secretsmanager.amazonaws.com invoke the rotation function")
@@ -592,13 +601,67 @@ def environment_problems(template, api_vars, rotation_vars):
 
 
 def route_problems(template):
-    fn = resources_of(template, "AWS::Serverless::Function").get("ItemsApiFunction", {})
-    routes = set()
-    for event in fn.get("Properties", {}).get("Events", {}).values():
-        if event.get("Type") == "HttpApi":
-            p = event.get("Properties", {})
-            routes.add((str(p.get("Method", "ANY")).upper(), p.get("Path", "$default")))
-    return [f"HTTP API route {m} {p} is missing" for m, p in sorted(API_ROUTES - routes)]
+    """The HTTP API: design §7's routes, each to the one items-api integration; no other API."""
+    problems = []
+    for kind in ("AWS::Serverless::HttpApi", "AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):
+        for logical_id in resources_of(template, kind):
+            problems.append(f"{logical_id}: {kind} is not expected; the HTTP API is ItemsHttpApi")
+    apis = resources_of(template, "AWS::ApiGatewayV2::Api")
+    if list(apis) != ["ItemsHttpApi"]:
+        problems.append(f"expected one HTTP API, ItemsHttpApi, found {sorted(apis)}")
+    routes = {}
+    for logical_id, route in resources_of(template, "AWS::ApiGatewayV2::Route").items():
+        props = route.get("Properties", {})
+        key = props.get("RouteKey")
+        if key in routes:
+            problems.append(f"{logical_id}: route {key} twice")
+        routes[key] = logical_id
+        if props.get("Target") != INTEGRATION_TARGET:
+            problems.append(f"{logical_id}: {key} must go to ItemsApiIntegration")
+    for key in sorted(API_ROUTES - set(routes)):
+        problems.append(f"HTTP API route {key} is missing")
+    for key in sorted(set(routes) - API_ROUTES):
+        problems.append(f"HTTP API route {key} is not in the design")
+    for logical_id, integ in resources_of(template, "AWS::ApiGatewayV2::Integration").items():
+        props = integ.get("Properties", {})
+        if logical_id != "ItemsApiIntegration" or props.get("IntegrationType") != "AWS_PROXY" or props.get("PayloadFormatVersion") != "2.0":
+            problems.append(f"{logical_id}: the only integration is ItemsApiIntegration, AWS_PROXY with payload 2.0")
+        elif not refers_to(props.get("IntegrationUri"), "ItemsApiFunction"):
+            problems.append(f"{logical_id}: IntegrationUri must be items-api")
+    return problems
+
+
+def api_auth_problems(sc):
+    """In this deployment, every route but GET /health uses the authorizer ApiAuth chooses; the stage
+    throttles; items-api's concurrency is reserved."""
+    problems = []
+    want = API_AUTHORIZATION[sc.params["ApiAuth"]]
+    authorizers = sc.resources("AWS::ApiGatewayV2::Authorizer")
+    for logical_id, route in sc.resources("AWS::ApiGatewayV2::Route").items():
+        props = route["Properties"]
+        key = props.get("RouteKey")
+        expected = "NONE" if key in OPEN_ROUTES else want
+        got = props.get("AuthorizationType", "NONE")
+        if got != expected:
+            problems.append(f"{sc}: {key} is authorized by {got}, expected {expected}")
+        if expected == "JWT":
+            authorizer = props.get("AuthorizerId")
+            target = authorizers.get(authorizer.get("Ref") if isinstance(authorizer, dict) else None)
+            if not target or target["Properties"].get("AuthorizerType") != "JWT":
+                problems.append(f"{sc}: {key} names no JWT authorizer")
+            elif target["Properties"].get("JwtConfiguration") != {"Issuer": sc.params["JwtIssuer"], "Audience": {"Fn::Split": [",", sc.params["JwtAudience"]]}}:
+                problems.append(f"{sc}: the JWT authorizer does not check JwtIssuer and JwtAudience")
+    stages = sc.resources("AWS::ApiGatewayV2::Stage")
+    for logical_id, stage in stages.items():
+        settings = stage["Properties"].get("DefaultRouteSettings", {})
+        if settings.get("ThrottlingRateLimit") != sc.params["ApiThrottleRate"] or settings.get("ThrottlingBurstLimit") != sc.params["ApiThrottleBurst"]:
+            problems.append(f"{sc}: stage {logical_id} must throttle at ApiThrottleRate / ApiThrottleBurst")
+    if not stages:
+        problems.append(f"{sc}: the HTTP API has no stage")
+    fn = sc.resource("ItemsApiFunction")["Properties"]
+    if fn.get("ReservedConcurrentExecutions") != sc.params["ApiReservedConcurrency"]:
+        problems.append(f"{sc}: items-api's concurrency must be reserved (ApiReservedConcurrency), the cap on its database connections")
+    return problems
 
 
 # ------------------------------------------------------------------ per deployment (Scenario)
@@ -617,6 +680,8 @@ KEYS = {"SecretKmsKeyArn": KEY + "app", "MasterSecretKmsKeyArn": KEY + "master"}
 # Deployments the template must serve; each must pass the Rules.
 SCENARIOS = {
     "mode 1": {},
+    "mode 1, JWT": {"ApiAuth": "jwt", "JwtIssuer": "https://issuer.example.com/", "JwtAudience": "items,items-admin"},
+    "mode 1, public API": {"ApiAuth": "none"},
     "mode 1, NAT": {"HasNatGateway": "true", "PrivateRouteTableIds": "", "S3PrefixListId": ""},
     "mode 1, keys": dict(KEYS),
     "mode 1, explicit alternating-users": {"RotationStrategy": "alternating-users"},
@@ -734,7 +799,17 @@ def all_problems(template):
         + alarm_problems(template, emitted_metrics())
         + environment_problems(template, known_api_vars(), known_rotation_vars())
         + route_problems(template)
+        + scenario_problems(template)
     )
+
+
+def scenario_problems(template):
+    problems = []
+    for name in SCENARIOS:
+        sc = scenario(template, name)
+        problems += [f"{sc}: {f}" for f in sc.rule_failures()]
+        problems += grant_problems(sc) + wiring_problems(sc) + api_auth_problems(sc)
+    return problems
 
 
 # ------------------------------------------------------------------ tests
@@ -786,8 +861,15 @@ class TemplateIsRight(unittest.TestCase):
             with self.subTest(scenario=name):
                 self.assertEqual(wiring_problems(scenario(self.template, name)), [])
 
+    def test_every_deployment_authorizes_its_callers(self):
+        for name in SCENARIOS:
+            with self.subTest(scenario=name):
+                self.assertEqual(api_auth_problems(scenario(self.template, name)), [])
+
     def test_rules_refuse_unsafe_combinations(self):
         refused = {
+            "JWT without issuer": ({"ApiAuth": "jwt", "JwtAudience": "items"}, "needs JwtIssuer"),
+            "JWT without audience": ({"ApiAuth": "jwt", "JwtIssuer": "https://issuer.example.com/"}, "needs JwtAudience"),
             "single-user in mode 1": ({"RotationStrategy": "single-user"}, "alternating users through the RDS-managed master"),
             "app user = master": ({"DatabaseAppUsername": "items_admin"}, "never logs in as the master"),
             "no route tables without NAT": ({"PrivateRouteTableIds": ""}, "give PrivateRouteTableIds"),
@@ -1033,7 +1115,9 @@ class ChecksCatchMistakes(unittest.TestCase):
     def test_event_that_grants_a_new_invoker_is_caught(self):
         events = self.res["RotationFunction"]["Properties"].setdefault("Events", {})
         events["Bucket"] = {"Type": "S3", "Properties": {"Bucket": "b", "Events": "s3:ObjectCreated:*"}}
-        self.assertCaught(iam_problems(self.t), "RotationFunction/Bucket: event type S3")
+        self.assertCaught(iam_problems(self.t), "RotationFunction/Bucket: a SAM event (S3)")
+        events["Api"] = {"Type": "HttpApi", "Properties": {}}
+        self.assertCaught(iam_problems(self.t), "RotationFunction/Api: a SAM event (HttpApi)")
 
     def test_unexpected_custom_resource_is_caught(self):
         self.add("Anything", "Custom::Anything", {"ServiceToken": {"Fn::GetAtt": ["RotationFunction", "Arn"]}})
@@ -1223,8 +1307,60 @@ class ChecksCatchMistakes(unittest.TestCase):
         self.assertCaught(problems, "EXCLUDE_CHARACTERS is not set")
 
     def test_missing_route_is_caught(self):
-        del self.res["ItemsApiFunction"]["Properties"]["Events"]["HealthDb"]
-        self.assertCaught(route_problems(self.t), "GET /health/db")
+        del self.res["HealthDbRoute"]
+        self.assertCaught(route_problems(self.t), "GET /health/db is missing")
+
+    def test_route_to_another_integration_is_caught(self):
+        self.res["ListItemsRoute"]["Properties"]["Target"] = {"Fn::Sub": "integrations/${Other}"}
+        self.assertCaught(route_problems(self.t), "ListItemsRoute: GET /items must go to ItemsApiIntegration")
+
+    def test_extra_route_is_caught(self):
+        self.res["AdminRoute"] = copy.deepcopy(self.res["HealthRoute"])
+        self.res["AdminRoute"]["Properties"]["RouteKey"] = "GET /admin"
+        self.assertCaught(route_problems(self.t), "GET /admin is not in the design")
+
+    def test_sam_api_is_caught(self):
+        self.add("OtherApi", "AWS::Serverless::HttpApi", {})
+        self.assertCaught(route_problems(self.t), "OtherApi: AWS::Serverless::HttpApi is not expected")
+
+    def test_open_health_db_is_caught(self):
+        self.res["HealthDbRoute"]["Properties"]["AuthorizationType"] = "NONE"
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "GET /health/db is authorized by NONE, expected AWS_IAM")
+
+    def test_open_default_route_is_caught(self):
+        del self.res["UnmatchedRoute"]["Properties"]["AuthorizationType"]
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "$default is authorized by NONE, expected AWS_IAM")
+
+    def test_jwt_route_without_the_authorizer_is_caught(self):
+        del self.res["CreateItemRoute"]["Properties"]["AuthorizerId"]
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1, JWT")), "POST /items names no JWT authorizer")
+
+    def test_jwt_authorizer_without_audience_is_caught(self):
+        del self.res["JwtAuthorizer"]["Properties"]["JwtConfiguration"]["Audience"]
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1, JWT")), "does not check JwtIssuer and JwtAudience")
+
+    def test_iam_chosen_but_routes_open_is_caught(self):
+        for route in resources_of(self.t, "AWS::ApiGatewayV2::Route"):
+            self.res[route]["Properties"]["AuthorizationType"] = {"Fn::If": ["ApiAuthJwt", "JWT", "NONE"]}
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "GET /items is authorized by NONE, expected AWS_IAM")
+
+    def test_closed_health_is_caught(self):
+        self.res["HealthRoute"]["Properties"]["AuthorizationType"] = "AWS_IAM"
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "GET /health is authorized by AWS_IAM, expected NONE")
+
+    def test_unthrottled_stage_is_caught(self):
+        del self.res["ItemsHttpApiStage"]["Properties"]["DefaultRouteSettings"]
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "must throttle")
+
+    def test_unreserved_concurrency_is_caught(self):
+        del self.res["ItemsApiFunction"]["Properties"]["ReservedConcurrentExecutions"]
+        self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "concurrency must be reserved")
+
+    def test_api_permission_for_any_api_is_caught(self):
+        self.res["ItemsApiInvokePermission"]["Properties"]["SourceArn"] = {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:*:*/*"}
+        self.assertCaught(permission_problems(self.t), "SourceArn must be this stack's HTTP API")
+        del self.res["ItemsApiInvokePermission"]["Properties"]["SourceArn"]
+        self.assertCaught(permission_problems(self.t), "SourceArn must be this stack's HTTP API")
 
 
 if __name__ == "__main__":
