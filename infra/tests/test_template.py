@@ -449,8 +449,77 @@ def policy_keys_in(node):
 
 
 def refers_to(value, logical_id):
-    """Whether `value` is Ref / GetAtt ...Arn of `logical_id`."""
-    return value in ({"Ref": logical_id}, {"Fn::GetAtt": [logical_id, "Arn"]}, {"Fn::GetAtt": f"{logical_id}.Arn"})
+    """Whether `value` is Ref / GetAtt ...Arn of `logical_id`, or (a function) Ref of its SAM alias."""
+    return value in (
+        {"Ref": logical_id},
+        {"Ref": f"{logical_id}.Alias"},
+        {"Fn::GetAtt": [logical_id, "Arn"]},
+        {"Fn::GetAtt": f"{logical_id}.Arn"},
+    )
+
+
+ALIAS = "live"
+# Everything that invokes a function invokes its alias, and is allowed to: a rollback is one
+# update-alias. (The custom resource keeps the unqualified ARN: CloudFormation refuses a changed
+# ServiceToken, and it runs only during stack operations.)
+ALIASED = {
+    ("DatabaseSecretRotationSchedule", "RotationLambdaARN"): "RotationFunction",
+    ("RotationInvokePermission", "FunctionName"): "RotationFunction",
+    ("ItemsApiIntegration", "IntegrationUri"): "ItemsApiFunction",
+    ("ItemsApiInvokePermission", "FunctionName"): "ItemsApiFunction",
+}
+
+
+def alias_problems(template):
+    problems = []
+    res = template.get("Resources", {})
+    for fn in FUNCTION_ROLES:
+        if res.get(fn, {}).get("Properties", {}).get("AutoPublishAlias") != ALIAS:
+            problems.append(f"{fn}: AutoPublishAlias must be {ALIAS}, so a bad deploy rolls back with one update-alias")
+    for (logical_id, prop), fn in ALIASED.items():
+        value = res.get(logical_id, {}).get("Properties", {}).get(prop)
+        if value != {"Ref": f"{fn}.Alias"}:
+            problems.append(f"{logical_id}: {prop} must be {fn}'s alias ({fn}.Alias), not {short(value)}")
+    return problems
+
+
+def sam_transform_problems(template):
+    """What SAM adds when it transforms the template: the two aliases and their versions, and no IAM
+    role, policy or permission of its own (SAM makes those for Policies, events and authorizers)."""
+    import os
+    from unittest import mock
+
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    t = copy.deepcopy(template)
+    for r in t.get("Resources", {}).values():
+        props = r.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str):
+                props[key] = "s3://bucket/artifact.zip"  # as `sam package` would leave it
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")}):
+        out = transform(t, {}, NoManagedPolicies())
+    problems = []
+    before, after = template.get("Resources", {}), out.get("Resources", {})
+    for logical_id, r in after.items():
+        kind = r.get("Type", "")
+        if logical_id in before:
+            continue
+        if kind in ("AWS::Lambda::Version", "AWS::Lambda::Alias", "AWS::Lambda::LayerVersion"):
+            continue
+        problems.append(f"SAM adds {logical_id} ({kind}), which no check has seen")
+    for fn in FUNCTION_ROLES:
+        alias = after.get(f"{fn}Alias{ALIAS}")
+        if not alias or alias.get("Type") != "AWS::Lambda::Alias":
+            problems.append(f"SAM makes no alias {ALIAS} for {fn}")
+    for (logical_id, prop), fn in ALIASED.items():
+        if after.get(logical_id, {}).get("Properties", {}).get(prop) != {"Ref": f"{fn}Alias{ALIAS}"}:
+            problems.append(f"after SAM, {logical_id}.{prop} is not {fn}'s alias")
+    return problems
 
 
 def permission_problems(template):
@@ -796,6 +865,8 @@ def all_problems(template):
         + permission_problems(template)
         + schedule_problems(template)
         + database_role_problems(template)
+        + alias_problems(template)
+        + sam_transform_problems(template)
         + alarm_problems(template, emitted_metrics())
         + environment_problems(template, known_api_vars(), known_rotation_vars())
         + route_problems(template)
@@ -881,6 +952,12 @@ class TemplateIsRight(unittest.TestCase):
             with self.subTest(name):
                 failures = scenario(self.template, params).rule_failures()
                 self.assertTrue(any(message in f for f in failures), failures)
+
+    def test_callers_invoke_the_aliases(self):
+        self.assertEqual(alias_problems(self.template), [])
+
+    def test_sam_adds_no_grant_of_its_own(self):
+        self.assertEqual(sam_transform_problems(self.template), [])
 
     def test_workspace_reading_finds_both_lambda_binaries(self):
         bins = workspace_binaries()
@@ -1254,6 +1331,39 @@ class ChecksCatchMistakes(unittest.TestCase):
         del self.res["AppDatabaseRole"]
         self.assertCaught(database_role_problems(self.t), "expected one Custom::DatabaseRole")
         self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "no application role is created")
+
+    # aliases
+    def test_schedule_on_the_unqualified_function_is_caught(self):
+        self.res["DatabaseSecretRotationSchedule"]["Properties"]["RotationLambdaARN"] = {"Fn::GetAtt": ["RotationFunction", "Arn"]}
+        self.assertCaught(alias_problems(self.t), "DatabaseSecretRotationSchedule: RotationLambdaARN must be RotationFunction's alias")
+
+    def test_permission_not_on_the_alias_is_caught(self):
+        # Secrets Manager would invoke the alias, which this permission does not cover.
+        self.res["RotationInvokePermission"]["Properties"]["FunctionName"] = {"Fn::GetAtt": ["RotationFunction", "Arn"]}
+        self.assertCaught(alias_problems(self.t), "RotationInvokePermission: FunctionName must be RotationFunction's alias")
+        self.res["ItemsApiInvokePermission"]["Properties"]["FunctionName"] = {"Ref": "ItemsApiFunction"}
+        self.assertCaught(alias_problems(self.t), "ItemsApiInvokePermission: FunctionName must be ItemsApiFunction's alias")
+
+    def test_integration_on_the_unqualified_function_is_caught(self):
+        self.res["ItemsApiIntegration"]["Properties"]["IntegrationUri"] = {"Fn::GetAtt": ["ItemsApiFunction", "Arn"]}
+        self.assertCaught(alias_problems(self.t), "ItemsApiIntegration: IntegrationUri must be ItemsApiFunction's alias")
+
+    def test_function_without_alias_is_caught(self):
+        del self.res["RotationFunction"]["Properties"]["AutoPublishAlias"]
+        self.assertCaught(alias_problems(self.t), "RotationFunction: AutoPublishAlias must be live")
+
+    def test_sam_generated_permission_is_caught(self):
+        events = self.res["ItemsApiFunction"]["Properties"].setdefault("Events", {})
+        events["Direct"] = {"Type": "HttpApi", "Properties": {}}
+        problems = sam_transform_problems(self.t)
+        self.assertTrue(any(p.startswith("SAM adds") and "AWS::Lambda::Permission" in p for p in problems), problems)
+
+    def test_sam_generated_role_from_policies_is_caught(self):
+        props = self.res["RotationFunction"]["Properties"]
+        del props["Role"]
+        props["Policies"] = [{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}]
+        problems = sam_transform_problems(self.t)
+        self.assertTrue(any(p.startswith("SAM adds RotationFunctionRole (AWS::IAM::Role)") for p in problems), problems)
 
     # invoke permission
     def test_permission_without_source_account_is_caught(self):
