@@ -25,6 +25,7 @@ import unittest
 from cfn import ROOT, TEMPLATE, as_list, branches, condition_text, elements, is_if, is_intrinsic, load_template, resources_of, short
 from workspace import (
     ReaderFoundNothing,
+    github_anchors,
     cargo_lambda_build,
     emitted_metrics,
     known_api_vars,
@@ -37,7 +38,29 @@ from workspace import (
 # dimension, FunctionName (the Lambda function name). Metric names are read from the code.
 METRIC_NAMESPACE = "ItemsApi"
 METRIC_DIMENSIONS = ["FunctionName"]
-ALARMED_API_METRICS = {"AuthFailuresUnrecovered", "SecretFetchErrors"}
+ALARMED_API_METRICS = {"AuthFailuresUnrecovered", "SecretFetchErrors", "ServiceUnavailable", "FailoversDetected", "ConnectionsExhausted"}
+# Alarms on AWS metrics (issue 17.3): namespace, metric, the one dimension and what it must name, and
+# the condition the alarm needs (the RDS ones exist only when the stack creates the database).
+AWS_ALARMS = {
+    ("AWS/Lambda", "Errors"): ("FunctionName", {"Ref": "RotationFunction"}, None),
+    ("AWS/Lambda", "Throttles"): ("FunctionName", {"Ref": "ItemsApiFunction"}, None),
+    ("AWS/ApiGateway", "5xx"): ("ApiId", {"Ref": "ItemsHttpApi"}, None),
+    ("AWS/ApiGateway", "Latency"): ("ApiId", {"Ref": "ItemsHttpApi"}, None),
+    ("AWS/RDS", "CPUUtilization"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
+    ("AWS/RDS", "FreeStorageSpace"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
+    ("AWS/RDS", "DatabaseConnections"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
+}
+# Thresholds an operator sets, because they depend on the deployment.
+ALARM_THRESHOLDS = {
+    ("AWS/ApiGateway", "Latency"): {"Ref": "ApiLatencyP99AlarmMs"},
+    ("AWS/RDS", "DatabaseConnections"): {"Ref": "DatabaseConnectionsAlarmThreshold"},
+    ("AWS/RDS", "FreeStorageSpace"): {"Ref": "DatabaseFreeStorageAlarmGiB"},
+}
+ALARM_TARGET = {
+    "Fn::If": ["NotifyAlarms", [{"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}], {"Ref": "AWS::NoValue"}]
+}
+RUNBOOK = ROOT / "docs" / "rotation-runbook.md"
+RUNBOOK_REF = re.compile(r"Runbook: docs/rotation-runbook\.md#([A-Za-z0-9_-]+)")
 
 FUNCTION_BINARIES = {"ItemsApiFunction": "items-api", "RotationFunction": "rotation"}
 LAMBDA_FEATURE = "vendored-openssl"
@@ -627,32 +650,100 @@ def database_role_problems(template):
     return problems
 
 
-def alarm_problems(template, metrics):
+def alarm_metrics(props):
+    """(namespace, metric, dimensions, statistic) of each metric an alarm reads, plain or metric math."""
+    if "MetricName" in props:
+        stat = props.get("ExtendedStatistic", props.get("Statistic"))
+        return [(props.get("Namespace"), props.get("MetricName"), props.get("Dimensions", []), stat)]
+    out = []
+    for m in props.get("Metrics", []):
+        ms = m.get("MetricStat")
+        if ms:
+            metric = ms.get("Metric", {})
+            out.append((metric.get("Namespace"), metric.get("MetricName"), metric.get("Dimensions", []), ms.get("Stat")))
+    return out
+
+
+def text_of(value):
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        value = value["Fn::Sub"]
+        value = value[0] if isinstance(value, list) else value
+    return value if isinstance(value, str) else ""
+
+
+def alarm_problems(template, metrics, runbook_anchors=None):
+    if runbook_anchors is None:
+        runbook_anchors = github_anchors(RUNBOOK)
     problems = []
-    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
-    seen_api, rotation_errors = set(), False
-    for logical_id, alarm in alarms.items():
+    seen_api, seen_aws = set(), set()
+    for logical_id, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
         props = alarm.get("Properties", {})
-        ns, name, dims = props.get("Namespace"), props.get("MetricName"), props.get("Dimensions", [])
-        if ns == "AWS/Lambda":
-            if name == "Errors" and dims == [{"Name": "FunctionName", "Value": {"Ref": "RotationFunction"}}]:
-                rotation_errors = True
-            continue
-        if ns != METRIC_NAMESPACE:
-            problems.append(f"{logical_id}: namespace {ns!r}; items-api emits into {METRIC_NAMESPACE!r}")
-            continue
-        if name not in metrics:
-            problems.append(f"{logical_id}: items-api emits no metric {name!r} (metric.rs has {sorted(metrics)})")
-        if [d.get("Name") for d in dims] != METRIC_DIMENSIONS or dims[0].get("Value") != {"Ref": "ItemsApiFunction"}:
-            problems.append(f"{logical_id}: dimensions must be FunctionName = the items-api function's name")
-        seen_api.add(name)
-        actions = props.get("AlarmActions")
-        if actions != {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}:
-            problems.append(f"{logical_id}: AlarmActions must notify the optional AlarmTopicArn")
+        refs = RUNBOOK_REF.findall(text_of(props.get("AlarmDescription")))
+        if not refs:
+            problems.append(f"{logical_id}: the description must name its runbook section (Runbook: docs/rotation-runbook.md#section)")
+        for anchor in refs:
+            if anchor not in runbook_anchors:
+                problems.append(f"{logical_id}: docs/rotation-runbook.md has no section #{anchor}")
+        for key in ("AlarmActions", "OKActions"):
+            if props.get(key) != ALARM_TARGET:
+                problems.append(f"{logical_id}: {key} must notify AlarmTopicArn, or the AlarmEmail topic")
+        read = alarm_metrics(props)
+        if not read:
+            problems.append(f"{logical_id}: reads no metric these checks understand")
+        for ns, name, dims, stat in read:
+            if ns == METRIC_NAMESPACE:
+                if name not in metrics:
+                    problems.append(f"{logical_id}: items-api emits no metric {name!r} (metric.rs has {sorted(metrics)})")
+                if [d.get("Name") for d in dims] != METRIC_DIMENSIONS or dims[0].get("Value") != {"Ref": "ItemsApiFunction"}:
+                    problems.append(f"{logical_id}: dimensions must be FunctionName = the items-api function's name")
+                seen_api.add(name)
+                continue
+            spec = AWS_ALARMS.get((ns, name))
+            if spec is None:
+                problems.append(f"{logical_id}: namespace {ns!r} metric {name!r} is none of the alarms this stack keeps (items-api emits into {METRIC_NAMESPACE!r})")
+                continue
+            dim_name, dim_value, condition = spec
+            if dims != [{"Name": dim_name, "Value": dim_value}]:
+                problems.append(f"{logical_id}: {ns} {name} must be for {dim_name} = {short(dim_value)}, not {short(dims)}")
+                continue
+            if alarm.get("Condition") != condition:
+                problems.append(f"{logical_id}: must have Condition {condition}")
+            if (ns, name) == ("AWS/ApiGateway", "Latency") and stat != "p99":
+                problems.append(f"{logical_id}: latency must be alarmed at p99, not {stat}")
+            want = ALARM_THRESHOLDS.get((ns, name))
+            if want is not None and props.get("Threshold") != want:
+                problems.append(f"{logical_id}: the threshold must be the parameter {want['Ref']}, not {short(props.get('Threshold'))}")
+            seen_aws.add((ns, name))
     for missing in sorted(ALARMED_API_METRICS - seen_api):
         problems.append(f"no alarm on items-api's {missing}")
-    if not rotation_errors:
-        problems.append("no alarm on the rotation function's AWS/Lambda Errors")
+    for ns, name in sorted(set(AWS_ALARMS) - seen_aws):
+        problems.append(f"no alarm on {ns} {name} of {short(AWS_ALARMS[(ns, name)][1])}")
+    return problems
+
+
+def notification_problems(sc):
+    """Who hears an alarm in this deployment, and what the AlarmNotifications output says about it."""
+    problems = []
+    p = sc.params
+    alarms = sc.resources("AWS::CloudWatch::Alarm")
+    topic = sc.resource("AlarmTopic")
+    if p["AlarmTopicArn"]:
+        want = [p["AlarmTopicArn"]]
+    elif p["AlarmEmail"]:
+        want = [{"Ref": "AlarmTopic"}]
+        subs = [r for r in sc.resources("AWS::SNS::Subscription").values() if r["Properties"].get("TopicArn") == {"Ref": "AlarmTopic"}]
+        if topic is None or [s["Properties"].get("Endpoint") for s in subs] != [p["AlarmEmail"]]:
+            problems.append(f"{sc}: no topic mails AlarmEmail")
+    else:
+        want = None
+    if topic is not None and not (p["AlarmEmail"] and not p["AlarmTopicArn"]):
+        problems.append(f"{sc}: an alarm topic is created that nobody subscribes to")
+    for logical_id, alarm in alarms.items():
+        if alarm["Properties"].get("AlarmActions") != want:
+            problems.append(f"{sc}: {logical_id} notifies {short(alarm['Properties'].get('AlarmActions'))}, expected {short(want)}")
+    said = sc.resolve(sc.template["Outputs"]["AlarmNotifications"]["Value"])
+    if want is None and not (isinstance(said, str) and said.startswith("nowhere")):
+        problems.append(f"{sc}: output AlarmNotifications must say that nobody is notified")
     return problems
 
 
@@ -742,6 +833,7 @@ BASE = {
     "PrivateSubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
     "PrivateRouteTableIds": "rtb-0123456789abcdef0,rtb-0123456789abcdef1",
     "S3PrefixListId": "pl-6da54004",
+    "AlarmEmail": "oncall@example.com",
 }
 MODE2 = {"ExistingSecretArn": ARN + "items-AbCdEf", "ExistingDatabaseSecurityGroupId": "sg-0123456789abcdef0"}
 MASTER = {"MasterSecretArn": ARN + "master-AbCdEf", "DatabaseIdentifier": "itemsdb"}
@@ -751,6 +843,8 @@ SCENARIOS = {
     "mode 1": {},
     "mode 1, JWT": {"ApiAuth": "jwt", "JwtIssuer": "https://issuer.example.com/", "JwtAudience": "items,items-admin"},
     "mode 1, public API": {"ApiAuth": "none"},
+    "mode 1, alarm topic": {"AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:oncall", "AlarmEmail": ""},
+    "staging, nobody notified": {"DeploymentEnvironment": "staging", "AlarmEmail": ""},
     "mode 1, NAT": {"HasNatGateway": "true", "PrivateRouteTableIds": "", "S3PrefixListId": ""},
     "mode 1, keys": dict(KEYS),
     "mode 1, explicit alternating-users": {"RotationStrategy": "alternating-users"},
@@ -879,7 +973,7 @@ def scenario_problems(template):
     for name in SCENARIOS:
         sc = scenario(template, name)
         problems += [f"{sc}: {f}" for f in sc.rule_failures()]
-        problems += grant_problems(sc) + wiring_problems(sc) + api_auth_problems(sc)
+        problems += grant_problems(sc) + wiring_problems(sc) + api_auth_problems(sc) + notification_problems(sc)
     return problems
 
 
@@ -937,8 +1031,19 @@ class TemplateIsRight(unittest.TestCase):
             with self.subTest(scenario=name):
                 self.assertEqual(api_auth_problems(scenario(self.template, name)), [])
 
+    def test_every_deployment_notifies_whom_it_says(self):
+        for name in SCENARIOS:
+            with self.subTest(scenario=name):
+                self.assertEqual(notification_problems(scenario(self.template, name)), [])
+
+    def test_runbook_anchors_follow_github(self):
+        anchors = github_anchors(RUNBOOK)
+        self.assertIn("the-api-answers-503", anchors)
+        self.assertIn("a-rotation-stuck-with-awspending", anchors)
+
     def test_rules_refuse_unsafe_combinations(self):
         refused = {
+            "production without notifications": ({"AlarmEmail": ""}, "or nobody hears the alarms"),
             "JWT without issuer": ({"ApiAuth": "jwt", "JwtAudience": "items"}, "needs JwtIssuer"),
             "JWT without audience": ({"ApiAuth": "jwt", "JwtIssuer": "https://issuer.example.com/"}, "needs JwtAudience"),
             "single-user in mode 1": ({"RotationStrategy": "single-user"}, "alternating users through the RDS-managed master"),
@@ -1402,7 +1507,71 @@ class ChecksCatchMistakes(unittest.TestCase):
 
     def test_missing_rotation_errors_alarm_is_caught(self):
         del self.res["RotationErrorsAlarm"]
-        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "rotation function's AWS/Lambda Errors")
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "no alarm on AWS/Lambda Errors of {\"Ref\": \"RotationFunction\"}")
+
+    def test_each_new_api_alarm_is_required(self):
+        for logical_id, metric in (("ApiServiceUnavailableAlarm", "ServiceUnavailable"), ("ApiFailoversAlarm", "FailoversDetected"), ("ApiConnectionsExhaustedAlarm", "ConnectionsExhausted")):
+            with self.subTest(metric=metric):
+                self.setUp()
+                del self.res[logical_id]
+                self.assertCaught(alarm_problems(self.t, emitted_metrics()), f"no alarm on items-api's {metric}")
+
+    def test_metric_dropped_from_the_code_is_caught(self):
+        metrics = emitted_metrics() - {"FailoversDetected"}
+        self.assertCaught(alarm_problems(self.t, metrics), "ApiFailoversAlarm: items-api emits no metric 'FailoversDetected'")
+
+    def test_each_aws_alarm_is_required(self):
+        for logical_id in ("ItemsApiThrottlesAlarm", "HttpApi5xxAlarm", "HttpApiLatencyAlarm", "DatabaseCpuAlarm", "DatabaseFreeStorageAlarm", "DatabaseConnectionsAlarm"):
+            with self.subTest(alarm=logical_id):
+                self.setUp()
+                del self.res[logical_id]
+                self.assertCaught(alarm_problems(self.t, emitted_metrics()), "no alarm on AWS/")
+
+    def test_alarm_without_runbook_section_is_caught(self):
+        props = self.res["ApiFailoversAlarm"]["Properties"]
+        props["AlarmDescription"] = {"Fn::Sub": "the database failed over"}
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "ApiFailoversAlarm: the description must name its runbook section")
+
+    def test_alarm_naming_a_missing_runbook_section_is_caught(self):
+        props = self.res["ApiConnectionsExhaustedAlarm"]["Properties"]
+        props["AlarmDescription"]["Fn::Sub"] = props["AlarmDescription"]["Fn::Sub"].replace("#too-many-connections", "#out-of-connections")
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "docs/rotation-runbook.md has no section #out-of-connections")
+
+    def test_runbook_section_removed_is_caught(self):
+        anchors = github_anchors(RUNBOOK) - {"the-database-failed-over"}
+        self.assertCaught(alarm_problems(self.t, emitted_metrics(), anchors), "ApiFailoversAlarm: docs/rotation-runbook.md has no section #the-database-failed-over")
+
+    def test_alarm_that_notifies_nobody_is_caught(self):
+        del self.res["HttpApi5xxAlarm"]["Properties"]["AlarmActions"]
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "HttpApi5xxAlarm: AlarmActions must notify")
+        self.assertCaught(notification_problems(scenario(self.t, "mode 1")), "HttpApi5xxAlarm notifies null")
+
+    def test_5xx_alarm_on_another_api_is_caught(self):
+        self.res["HttpApi5xxAlarm"]["Properties"]["Dimensions"][0]["Value"] = "abc123"
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "AWS/ApiGateway 5xx must be for ApiId")
+
+    def test_latency_alarm_on_the_average_is_caught(self):
+        props = self.res["HttpApiLatencyAlarm"]["Properties"]
+        del props["ExtendedStatistic"]
+        props["Statistic"] = "Average"
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "latency must be alarmed at p99, not Average")
+
+    def test_fixed_connections_threshold_is_caught(self):
+        self.res["DatabaseConnectionsAlarm"]["Properties"]["Threshold"] = 80
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "the threshold must be the parameter DatabaseConnectionsAlarmThreshold")
+
+    def test_rds_alarm_in_mode_2_is_caught(self):
+        del self.res["DatabaseCpuAlarm"]["Condition"]
+        self.assertCaught(alarm_problems(self.t, emitted_metrics()), "DatabaseCpuAlarm: must have Condition CreateDatabase")
+
+    def test_email_topic_created_beside_a_topic_arn_is_caught(self):
+        self.res["AlarmTopic"]["Condition"] = "CreateDatabase"
+        self.assertCaught(notification_problems(scenario(self.t, "mode 1, alarm topic")), "an alarm topic is created that nobody subscribes to")
+
+    def test_silent_staging_output_is_caught(self):
+        out = self.t["Outputs"]["AlarmNotifications"]["Value"]
+        out["Fn::If"][2]["Fn::If"][2] = "CloudWatch"
+        self.assertCaught(notification_problems(scenario(self.t, "staging, nobody notified")), "must say that nobody is notified")
 
     # environment and routes
     def test_misspelt_variable_is_caught(self):
