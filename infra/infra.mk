@@ -5,7 +5,8 @@
 #   make test-infra                  cfn-lint with no error and no warning + the template structure test
 #   make sam-build [ARCH=...]        sam validate --lint + sam build, offline, no AWS credentials
 #   make deploy [ARCH=...]           sam build + sam deploy: non-interactive with infra/samconfig.toml,
-#                                    --guided (which writes it) only when it does not exist yet
+#                                    --guided (which writes it) only when it does not exist yet; then
+#                                    the stack policy that keeps the database (infra/stack-policy.json)
 #
 # Everything here is offline except `deploy` (AWS) and the one download of the CA bundles.
 
@@ -122,4 +123,11 @@ deploy: check-rust-target rds-ca-bundle sam-cli
 	else \
 	  echo "deploy: no $(SAM_CONFIG) yet: sam deploy --guided; answer y to 'Save arguments to configuration file'"; \
 	  cd $(INFRA_DIR) && $(SAM_ENV) $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH); \
+	fi
+	@# Every deploy (re)sets the stack policy that refuses to delete or replace the database.
+	@if [ -f $(SAM_CONFIG) ]; then \
+	  $(SAM_VENV)/bin/python $(INFRA_DIR)/stack_policy.py $(SAM_CONFIG) $(SAM_CONFIG_ENV) $(INFRA_DIR)/stack-policy.json; \
+	else \
+	  echo "deploy: WARNING: no $(SAM_CONFIG), so no stack policy was set; protect the database with:" >&2; \
+	  echo "  aws cloudformation set-stack-policy --stack-name <stack> --stack-policy-body file://$(INFRA_DIR)/stack-policy.json" >&2; \
 	fi

@@ -19,6 +19,7 @@ a mutated copy of the template (class `ChecksCatchMistakes`). Run: `make test-in
 """
 
 import copy
+import json
 import re
 import unittest
 
@@ -721,6 +722,56 @@ def alarm_problems(template, metrics, runbook_anchors=None):
     return problems
 
 
+# What must outlive the stack, or a change of mode (issue 17.4): the data (a final snapshot of the
+# instance; RDS has no snapshot for a secret, so it is retained) and the role that owns it.
+RETENTION = {
+    "AWS::RDS::DBInstance": "Snapshot",
+    "AWS::RDS::DBCluster": "Snapshot",
+    "AWS::SecretsManager::Secret": "Retain",
+    DATABASE_ROLE_TYPE: "Retain",
+}
+STACK_POLICY = ROOT / "infra" / "stack-policy.json"
+
+
+def retention_problems(template):
+    problems = []
+    params = template.get("Parameters", {})
+    for logical_id, r in template.get("Resources", {}).items():
+        want = RETENTION.get(r.get("Type"))
+        if want is None:
+            continue
+        for key in ("DeletionPolicy", "UpdateReplacePolicy"):
+            if r.get(key) != want:
+                problems.append(f"{logical_id}: {key} must be {want}, so removing it from the stack keeps the data")
+        if r.get("Type") == "AWS::RDS::DBInstance":
+            props = r.get("Properties", {})
+            if props.get("DeletionProtection") != {"Ref": "DatabaseDeletionProtection"} or params.get("DatabaseDeletionProtection", {}).get("Default") != "true":
+                problems.append(f"{logical_id}: DeletionProtection must follow DatabaseDeletionProtection, on by default")
+            if not isinstance(props.get("BackupRetentionPeriod"), int) or props["BackupRetentionPeriod"] < 7:
+                problems.append(f"{logical_id}: keep at least 7 days of automated backups")
+    return problems
+
+
+def stack_policy_problems(template, policy):
+    """infra/stack-policy.json, which make deploy sets on the stack, must refuse any update that deletes
+    or replaces what RETENTION keeps (a mode switch deletes the instance: its condition turns false)."""
+    problems = []
+    statements = as_list(policy.get("Statement", []))
+    if not any(st.get("Effect") == "Allow" and st.get("Action") == "Update:*" and st.get("Resource") == "*" for st in statements):
+        problems.append("the stack policy must allow other updates (Allow Update:* on *), or every deploy fails")
+    denied = {}
+    for st in statements:
+        if st.get("Effect") == "Deny" and st.get("Principal") == "*":
+            for resource in as_list(st.get("Resource", [])):
+                denied.setdefault(resource, set()).update(as_list(st.get("Action", [])))
+    for logical_id, r in template.get("Resources", {}).items():
+        if r.get("Type") in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster", "AWS::SecretsManager::Secret"):
+            got = denied.get(f"LogicalResourceId/{logical_id}", set())
+            if not {"Update:Delete", "Update:Replace"} <= got:
+                problems.append(f"the stack policy must deny Update:Delete and Update:Replace of {logical_id}")
+    return problems
+
+
 def notification_problems(sc):
     """Who hears an alarm in this deployment, and what the AlarmNotifications output says about it."""
     problems = []
@@ -960,6 +1011,8 @@ def all_problems(template):
         + schedule_problems(template)
         + database_role_problems(template)
         + alias_problems(template)
+        + retention_problems(template)
+        + stack_policy_problems(template, json.loads(STACK_POLICY.read_text()))
         + sam_transform_problems(template)
         + alarm_problems(template, emitted_metrics())
         + environment_problems(template, known_api_vars(), known_rotation_vars())
@@ -1057,6 +1110,10 @@ class TemplateIsRight(unittest.TestCase):
             with self.subTest(name):
                 failures = scenario(self.template, params).rule_failures()
                 self.assertTrue(any(message in f for f in failures), failures)
+
+    def test_data_outlives_the_stack_and_a_mode_switch(self):
+        self.assertEqual(retention_problems(self.template), [])
+        self.assertEqual(stack_policy_problems(self.template, json.loads(STACK_POLICY.read_text())), [])
 
     def test_callers_invoke_the_aliases(self):
         self.assertEqual(alias_problems(self.template), [])
@@ -1436,6 +1493,48 @@ class ChecksCatchMistakes(unittest.TestCase):
         del self.res["AppDatabaseRole"]
         self.assertCaught(database_role_problems(self.t), "expected one Custom::DatabaseRole")
         self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "no application role is created")
+
+    # retention (issue 17.4)
+    def test_instance_deleted_with_the_stack_is_caught(self):
+        del self.res["Database"]["DeletionPolicy"]
+        self.assertCaught(retention_problems(self.t), "Database: DeletionPolicy must be Snapshot")
+
+    def test_instance_replaced_without_snapshot_is_caught(self):
+        self.res["Database"]["UpdateReplacePolicy"] = "Delete"
+        self.assertCaught(retention_problems(self.t), "Database: UpdateReplacePolicy must be Snapshot")
+
+    def test_secret_deleted_with_the_stack_is_caught(self):
+        self.res["AppSecret"]["DeletionPolicy"] = "Delete"
+        self.assertCaught(retention_problems(self.t), "AppSecret: DeletionPolicy must be Retain")
+
+    def test_deletion_protection_off_by_default_is_caught(self):
+        self.t["Parameters"]["DatabaseDeletionProtection"]["Default"] = "false"
+        self.assertCaught(retention_problems(self.t), "DeletionProtection must follow DatabaseDeletionProtection")
+
+    def test_new_unretained_database_is_caught(self):
+        self.add("Cluster", "AWS::RDS::DBCluster", {"Engine": "aurora-postgresql"})
+        problems = retention_problems(self.t)
+        self.assertCaught(problems, "Cluster: DeletionPolicy must be Snapshot")
+        self.assertCaught(stack_policy_problems(self.t, json.loads(STACK_POLICY.read_text())), "deny Update:Delete and Update:Replace of Cluster")
+
+    def test_stack_policy_without_the_database_is_caught(self):
+        policy = json.loads(STACK_POLICY.read_text())
+        for st in policy["Statement"]:
+            if st["Effect"] == "Deny":
+                st["Resource"] = ["LogicalResourceId/AppSecret"]
+        self.assertCaught(stack_policy_problems(self.t, policy), "deny Update:Delete and Update:Replace of Database")
+
+    def test_stack_policy_that_allows_replacement_is_caught(self):
+        policy = json.loads(STACK_POLICY.read_text())
+        for st in policy["Statement"]:
+            if st["Effect"] == "Deny":
+                st["Action"] = ["Update:Delete"]
+        self.assertCaught(stack_policy_problems(self.t, policy), "deny Update:Delete and Update:Replace of Database")
+
+    def test_stack_policy_that_blocks_every_update_is_caught(self):
+        policy = json.loads(STACK_POLICY.read_text())
+        policy["Statement"] = [st for st in policy["Statement"] if st["Effect"] == "Deny"]
+        self.assertCaught(stack_policy_problems(self.t, policy), "must allow other updates")
 
     # aliases
     def test_schedule_on_the_unqualified_function_is_caught(self):
