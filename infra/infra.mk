@@ -93,7 +93,7 @@ sam-cli: $(SAM)
 
 rds-ca-bundle:
 	@$(INFRA_DIR)/rds-ca-bundle.sh || \
-	  { echo "rds-ca-bundle: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
+	  { echo "rds-ca-bundle: the functions verify the database (and RDS Proxy) certificates with target/rds-ca-bundle/*.pem; cannot deploy without them" >&2; exit 1; }
 
 # sam build runs `cargo lambda build --release [--arm64] --bin <name>` per function in the workspace
 # root (SAM's Rust builder builds in source, into the workspace target/), with the features and

@@ -90,6 +90,7 @@ ROLE_RULES = {
         "key": {"kms:Decrypt"},
         "master-key": set(),
         "rds": RDS_ACTIONS,
+        "proxy-user": {"rds-db:connect"},
     },
     "RotationRole": {
         "secret": {
@@ -102,10 +103,27 @@ ROLE_RULES = {
         "key": {"kms:Decrypt", "kms:GenerateDataKey"},
         "master-key": {"kms:Decrypt"},
         "rds": RDS_ACTIONS,
+        # The rotation function talks to the database directly, never through the proxy.
+        "proxy-user": set(),
+    },
+    # RDS Proxy logs in with the application secret.
+    "ProxyRole": {
+        "secret": {"secretsmanager:GetSecretValue"},
+        "master": set(),
+        "key": {"kms:Decrypt"},
+        "master-key": set(),
+        "rds": set(),
+        "proxy-user": set(),
     },
 }
+PROXY_USER = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${ProxyId}/${DatabaseAppUsername}",
+        {"ProxyId": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}]}]}},
+    ]
+}
 # The one service each role trusts, and the functions that use it.
-ROLE_TRUST = {"ItemsApiRole": "lambda.amazonaws.com", "RotationRole": "lambda.amazonaws.com"}
+ROLE_TRUST = {"ItemsApiRole": "lambda.amazonaws.com", "RotationRole": "lambda.amazonaws.com", "ProxyRole": "rds.amazonaws.com"}
 FUNCTION_ROLES = {"ItemsApiFunction": "ItemsApiRole", "RotationFunction": "RotationRole"}
 ROLE_KEYS = {"Description", "AssumeRolePolicyDocument", "Policies", "Path", "MaxSessionDuration", "Tags"}
 IDENTITY_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
@@ -242,6 +260,8 @@ def classify(resource, role_log_groups):
         return "key"
     if resource == MASTER_KEY:
         return "master-key"
+    if resource == PROXY_USER:
+        return "proxy-user"
     if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
         arn = resource["Fn::Sub"]
         if re.fullmatch(
@@ -443,7 +463,7 @@ def iam_problems(template):
         problems += role_policy_problems(template, logical_id, role, function_log_groups(template, logical_id))
     problems += function_problems(template)
     problems += endpoint_policy_problems(template)
-    handled = {"AWS::IAM::Role", "AWS::Serverless::Function", "AWS::Lambda::Permission", "AWS::EC2::VPCEndpoint"}
+    handled = {"AWS::IAM::Role", "AWS::Serverless::Function", "AWS::Lambda::Permission", "AWS::EC2::VPCEndpoint", "AWS::RDS::DBProxy"}
     for logical_id, r in res.items():
         kind = r.get("Type", "")
         if kind in FORBIDDEN_TYPES:
@@ -772,6 +792,48 @@ def stack_policy_problems(template, policy):
     return problems
 
 
+def proxy_problems(template):
+    """RDS Proxy (issue 13): TLS, IAM authentication, the application secret and role, the created
+    instance as its target, only with UseRdsProxy in mode 1; and a Rule that refuses alternating users."""
+    problems = []
+    proxies = resources_of(template, "AWS::RDS::DBProxy")
+    for logical_id, proxy in proxies.items():
+        props = proxy.get("Properties", {})
+        if proxy.get("Condition") != "WithRdsProxy":
+            problems.append(f"{logical_id}: only with UseRdsProxy (Condition WithRdsProxy)")
+        if props.get("EngineFamily") != "POSTGRESQL" or props.get("RequireTLS") is not True:
+            problems.append(f"{logical_id}: EngineFamily POSTGRESQL with RequireTLS true")
+        if props.get("RoleArn") != {"Fn::GetAtt": ["ProxyRole", "Arn"]}:
+            problems.append(f"{logical_id}: RoleArn must be ProxyRole")
+        auth = props.get("Auth")
+        if not (isinstance(auth, list) and len(auth) == 1 and isinstance(auth[0], dict)):
+            problems.append(f"{logical_id}: exactly one Auth entry, the application role's")
+            continue
+        a = auth[0]
+        if a.get("AuthScheme") != "SECRETS" or a.get("SecretArn") != {"Ref": "AppSecret"}:
+            problems.append(f"{logical_id}: Auth must log in with the application secret (AppSecret), never the master's")
+        if a.get("IAMAuth") != "REQUIRED":
+            problems.append(f"{logical_id}: IAMAuth must be REQUIRED, so a client needs an IAM token, not a password")
+    for logical_id, group in resources_of(template, "AWS::RDS::DBProxyTargetGroup").items():
+        props = group.get("Properties", {})
+        if props.get("DBProxyName") != {"Ref": "DatabaseProxy"} or props.get("DBInstanceIdentifiers") != [{"Ref": "Database"}] or "DBClusterIdentifiers" in props:
+            problems.append(f"{logical_id}: the proxy's target is the instance this stack creates")
+    if proxies:
+        rules = template.get("Rules", {})
+        guard = [
+            r for r in rules.values()
+            if r.get("RuleCondition") == {"Fn::Equals": [{"Ref": "UseRdsProxy"}, "true"]}
+            and {"Fn::Not": [{"Fn::Equals": [{"Ref": "RotationStrategy"}, "alternating-users"]}]} in [x.get("Assert") for x in r.get("Assertions", [])]
+        ]
+        if not guard:
+            problems.append("no Rule refuses RDS Proxy with alternating users (the proxy would have no credentials for the API's user)")
+        for r in guard:
+            text = " ".join(x.get("AssertDescription", "") for x in r.get("Assertions", []))
+            if "AWSCURRENT" not in text or "username" not in text:
+                problems.append("the Rule refusing RDS Proxy with alternating users must say why (the proxy logs in with AWSCURRENT's username)")
+    return problems
+
+
 def notification_problems(sc):
     """Who hears an alarm in this deployment, and what the AlarmNotifications output says about it."""
     problems = []
@@ -899,6 +961,8 @@ SCENARIOS = {
     "mode 1, NAT": {"HasNatGateway": "true", "PrivateRouteTableIds": "", "S3PrefixListId": ""},
     "mode 1, keys": dict(KEYS),
     "mode 1, explicit alternating-users": {"RotationStrategy": "alternating-users"},
+    "mode 1, proxy": {"UseRdsProxy": "true"},
+    "mode 1, proxy, keys, explicit single-user": dict(KEYS, UseRdsProxy="true", RotationStrategy="single-user"),
     "mode 2, single-user": dict(MODE2),
     "mode 2, single-user with a master": dict(MODE2, **MASTER),
     "mode 2, single-user with a master and keys": dict(MODE2, **MASTER, **KEYS),
@@ -926,7 +990,10 @@ def resolved_grants(sc, role):
         "master-key": [p["MasterSecretKmsKeyArn"]] if p["MasterSecretKmsKeyArn"] else [],
     }
     grants = {}
-    for policy in sc.resource(role)["Properties"].get("Policies", []):
+    resource = sc.resource(role)
+    if resource is None:
+        return None
+    for policy in resource["Properties"].get("Policies", []):
         for st in as_list(policy["PolicyDocument"]["Statement"]):
             if st.get("Effect") != "Allow":
                 continue
@@ -934,7 +1001,13 @@ def resolved_grants(sc, role):
                 kind = next((k for k, values in kinds.items() if resource in values), None)
                 if kind is None:
                     text = str(resource)
-                    kind = "rds" if ":rds:" in text else "star" if resource == "*" else "log" if "LogGroup" in text else f"other {text}"
+                    kind = (
+                        "proxy-user" if ":rds-db:" in text and "DatabaseProxy" in text
+                        else "rds" if ":rds:" in text
+                        else "star" if resource == "*"
+                        else "log" if "LogGroup" in text
+                        else f"other {text}"
+                    )
                 grants.setdefault(kind, set()).update(as_list(st["Action"]))
     return grants
 
@@ -944,13 +1017,21 @@ def expected_grants(sc, role):
     alone, not from the template's conditions."""
     p = sc.params
     create = p["ExistingSecretArn"] == ""
+    proxy = create and p["UseRdsProxy"] == "true"
     master = create or p["MasterSecretArn"] != ""
     resolve = not create and p["ResolveHostWithRdsApi"] == "true"
-    out = {"log": LOG_ACTIONS, "star": set(ENI_ACTIONS)}
     rules = ROLE_RULES[role]
-    out["secret"] = rules["secret"]
-    if p["SecretKmsKeyArn"]:
-        out["key"] = rules["key"]
+    if role == "ProxyRole":
+        if not proxy:
+            return None
+        return {"secret": rules["secret"], **({"key": rules["key"]} if p["SecretKmsKeyArn"] else {})}
+    out = {"log": LOG_ACTIONS, "star": set(ENI_ACTIONS)}
+    if role == "ItemsApiRole" and proxy:
+        out["proxy-user"] = rules["proxy-user"]  # an IAM token instead of the secret
+    else:
+        out["secret"] = rules["secret"]
+        if p["SecretKmsKeyArn"]:
+            out["key"] = rules["key"]
     if role == "RotationRole":
         out["star"] = out["star"] | {"secretsmanager:GetRandomPassword"}
         if master:
@@ -968,6 +1049,10 @@ def grant_problems(sc):
     problems = []
     for role in ROLE_RULES:
         got, want = resolved_grants(sc, role), expected_grants(sc, role)
+        if got is None or want is None:
+            if (got is None) != (want is None):
+                problems.append(f"{sc}: {role} {'is missing' if got is None else 'exists but is not needed'}")
+            continue
         for kind in sorted(set(got) | set(want)):
             if got.get(kind, set()) != want.get(kind, set()):
                 problems.append(f"{sc}: {role} may do {sorted(got.get(kind, set()))} on the {kind}, needs {sorted(want.get(kind, set()))}")
@@ -979,12 +1064,39 @@ def wiring_problems(sc):
     problems = []
     p = sc.params
     create = p["ExistingSecretArn"] == ""
+    proxy = create and p["UseRdsProxy"] == "true"
     api_env = sc.resource("ItemsApiFunction")["Properties"]["Environment"]["Variables"]
-    want_secret = {"Ref": "AppSecretAttachment"} if create else p["ExistingSecretArn"]
-    if api_env.get("DB_SECRET_ARN") != want_secret:
-        problems.append(f"{sc}: items-api's DB_SECRET_ARN is {short(api_env.get('DB_SECRET_ARN'))}, not the application secret")
+    if proxy:
+        want = {
+            "DB_IAM_AUTH": "true",
+            "DATABASE_HOST": {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]},
+            "DATABASE_PORT": "5432",
+            "DATABASE_USER": p["DatabaseAppUsername"],
+            "DATABASE_NAME": p["DatabaseName"],
+            "DB_SSL_ROOT_CERT": "/opt/amazon-root-ca.pem",
+        }
+        for var, value in want.items():
+            if api_env.get(var) != value:
+                problems.append(f"{sc}: with the proxy, items-api's {var} is {short(api_env.get(var))}, expected {short(value)}")
+        if "DB_SECRET_ARN" in api_env:
+            problems.append(f"{sc}: with the proxy, items-api gets no secret (IAM authentication), yet DB_SECRET_ARN is set")
+    else:
+        want_secret = {"Ref": "AppSecretAttachment"} if create else p["ExistingSecretArn"]
+        if api_env.get("DB_SECRET_ARN") != want_secret:
+            problems.append(f"{sc}: items-api's DB_SECRET_ARN is {short(api_env.get('DB_SECRET_ARN'))}, not the application secret")
+        for var in ("DB_IAM_AUTH", "DATABASE_HOST", "DATABASE_USER"):
+            if var in api_env:
+                problems.append(f"{sc}: without a proxy, items-api must not get {var}")
+        if api_env.get("DB_SSL_ROOT_CERT") != "/opt/global-bundle.pem":
+            problems.append(f"{sc}: items-api must verify the database with the RDS CA bundle")
     rot_env = sc.resource("RotationFunction")["Properties"]["Environment"]["Variables"]
-    want_strategy = "alternating-users" if create or p["RotationStrategy"] == "alternating-users" else "single-user"
+    for var in ("DATABASE_HOST", "DATABASE_URL", "DB_IAM_AUTH"):
+        if var in rot_env:
+            problems.append(f"{sc}: the rotation function must reach the database as its secret says, never through {var}")
+    if p["RotationStrategy"] == "auto":
+        want_strategy = "alternating-users" if create and not proxy else "single-user"
+    else:
+        want_strategy = p["RotationStrategy"]
     if rot_env.get("ROTATION_STRATEGY") != want_strategy:
         problems.append(f"{sc}: ROTATION_STRATEGY is {rot_env.get('ROTATION_STRATEGY')}, expected {want_strategy}")
     if create:
@@ -993,6 +1105,11 @@ def wiring_problems(sc):
             problems.append(f"{sc}: the created instance must keep its master password in RDS (ManageMasterUserPassword)")
         if sc.resource("AppDatabaseRole") is None:
             problems.append(f"{sc}: no application role is created")
+        attachment = sc.resource("AppSecretAttachment")["Properties"]
+        if attachment.get("TargetId") != {"Ref": "Database"} or attachment.get("TargetType") != "AWS::RDS::DBInstance":
+            problems.append(f"{sc}: the application secret's host must be the instance (the rotation function connects directly)")
+        if proxy != (sc.resource("DatabaseProxy") is not None):
+            problems.append(f"{sc}: RDS Proxy {'missing' if proxy else 'created without UseRdsProxy'}")
         if p["HasNatGateway"] == "false":
             endpoint = sc.resource("S3GatewayEndpoint")
             if endpoint is None:
@@ -1012,6 +1129,7 @@ def all_problems(template):
         + database_role_problems(template)
         + alias_problems(template)
         + retention_problems(template)
+        + proxy_problems(template)
         + stack_policy_problems(template, json.loads(STACK_POLICY.read_text()))
         + sam_transform_problems(template)
         + alarm_problems(template, emitted_metrics())
@@ -1097,6 +1215,8 @@ class TemplateIsRight(unittest.TestCase):
     def test_rules_refuse_unsafe_combinations(self):
         refused = {
             "production without notifications": ({"AlarmEmail": ""}, "or nobody hears the alarms"),
+            "proxy with alternating users": ({"UseRdsProxy": "true", "RotationStrategy": "alternating-users"}, "changes that username at every rotation"),
+            "proxy in mode 2": (dict(MODE2, UseRdsProxy="true"), "UseRdsProxy is offered when this stack creates the database"),
             "JWT without issuer": ({"ApiAuth": "jwt", "JwtAudience": "items"}, "needs JwtIssuer"),
             "JWT without audience": ({"ApiAuth": "jwt", "JwtIssuer": "https://issuer.example.com/"}, "needs JwtAudience"),
             "single-user in mode 1": ({"RotationStrategy": "single-user"}, "alternating users through the RDS-managed master"),
@@ -1114,6 +1234,9 @@ class TemplateIsRight(unittest.TestCase):
     def test_data_outlives_the_stack_and_a_mode_switch(self):
         self.assertEqual(retention_problems(self.template), [])
         self.assertEqual(stack_policy_problems(self.template, json.loads(STACK_POLICY.read_text())), [])
+
+    def test_proxy_is_tls_iam_and_the_application_secret(self):
+        self.assertEqual(proxy_problems(self.template), [])
 
     def test_callers_invoke_the_aliases(self):
         self.assertEqual(alias_problems(self.template), [])
@@ -1535,6 +1658,83 @@ class ChecksCatchMistakes(unittest.TestCase):
         policy = json.loads(STACK_POLICY.read_text())
         policy["Statement"] = [st for st in policy["Statement"] if st["Effect"] == "Deny"]
         self.assertCaught(stack_policy_problems(self.t, policy), "must allow other updates")
+
+    # RDS Proxy (issue 13)
+    def test_proxy_without_iam_auth_is_caught(self):
+        self.res["DatabaseProxy"]["Properties"]["Auth"][0]["IAMAuth"] = "DISABLED"
+        self.assertCaught(proxy_problems(self.t), "IAMAuth must be REQUIRED")
+
+    def test_proxy_without_tls_is_caught(self):
+        self.res["DatabaseProxy"]["Properties"]["RequireTLS"] = False
+        self.assertCaught(proxy_problems(self.t), "RequireTLS true")
+
+    def test_proxy_logging_in_as_the_master_is_caught(self):
+        self.res["DatabaseProxy"]["Properties"]["Auth"][0]["SecretArn"] = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+        self.assertCaught(proxy_problems(self.t), "never the master's")
+
+    def test_proxy_role_reading_the_master_is_caught(self):
+        st = self.policy("ProxyRole", "application-secret")["PolicyDocument"]["Statement"][0]
+        st["Resource"] = [st["Resource"], {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}]
+        self.assertCaught(iam_problems(self.t), "ProxyRole/application-secret: ['secretsmanager:GetSecretValue'] not allowed on the master")
+
+    def test_proxy_role_writing_the_secret_is_caught(self):
+        st = self.policy("ProxyRole", "application-secret")["PolicyDocument"]["Statement"][0]
+        st["Action"] = ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
+        self.assertCaught(iam_problems(self.t), "ProxyRole/application-secret: ['secretsmanager:PutSecretValue'] not allowed")
+
+    def test_proxy_role_trusting_lambda_is_caught(self):
+        self.res["ProxyRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] = {"Service": "lambda.amazonaws.com"}
+        self.assertCaught(iam_problems(self.t), "ProxyRole trust policy: Principal must be the service rds.amazonaws.com")
+
+    def test_api_connecting_as_any_user_is_caught(self):
+        st = self.policy("ItemsApiRole", "proxy-connect")["PolicyDocument"]["Statement"][0]
+        st["Resource"] = {"Fn::Sub": "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:*/*"}
+        self.assertCaught(iam_problems(self.t), "ItemsApiRole/proxy-connect: resource")
+
+    def test_api_keeping_the_secret_behind_a_proxy_is_caught(self):
+        policies = self.res["ItemsApiRole"]["Properties"]["Policies"]
+        i = next(i for i, p in enumerate(policies) if "Fn::If" in p and p["Fn::If"][0] == "ApiReadsSecret")
+        policies[i] = policies[i]["Fn::If"][1]
+        self.assertCaught(grant_problems(scenario(self.t, "mode 1, proxy")), "ItemsApiRole may do ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'] on the secret, needs []")
+        env = self.res["ItemsApiFunction"]["Properties"]["Environment"]["Variables"]
+        env["DB_SECRET_ARN"] = {"Ref": "AppSecretAttachment"}
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1, proxy")), "yet DB_SECRET_ARN is set")
+
+    def test_api_without_iam_auth_behind_a_proxy_is_caught(self):
+        del self.res["ItemsApiFunction"]["Properties"]["Environment"]["Variables"]["DB_IAM_AUTH"]
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1, proxy")), "items-api's DB_IAM_AUTH is null, expected \"true\"")
+
+    def test_proxy_verified_with_the_rds_bundle_is_caught(self):
+        self.res["ItemsApiFunction"]["Properties"]["Environment"]["Variables"]["DB_SSL_ROOT_CERT"] = "/opt/global-bundle.pem"
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1, proxy")), "DB_SSL_ROOT_CERT")
+
+    def test_rotation_through_the_proxy_is_caught(self):
+        env = self.res["RotationFunction"]["Properties"]["Environment"]["Variables"]
+        env["DATABASE_HOST"] = {"Fn::If": ["WithRdsProxy", {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}, {"Ref": "AWS::NoValue"}]}
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1, proxy")), "never through DATABASE_HOST")
+
+    def test_alternating_users_behind_a_proxy_is_caught(self):
+        env = self.res["RotationFunction"]["Properties"]["Environment"]["Variables"]
+        env["ROTATION_STRATEGY"] = {"Fn::If": ["CreateDatabase", "alternating-users", "single-user"]}
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1, proxy")), "ROTATION_STRATEGY is alternating-users, expected single-user")
+
+    def test_missing_proxy_rule_is_caught(self):
+        del self.t["Rules"]["ProxyRefusesAlternatingUsers"]
+        self.assertCaught(proxy_problems(self.t), "no Rule refuses RDS Proxy with alternating users")
+
+    def test_proxy_rule_that_does_not_say_why_is_caught(self):
+        self.t["Rules"]["ProxyRefusesAlternatingUsers"]["Assertions"][0]["AssertDescription"] = "not supported"
+        self.assertCaught(proxy_problems(self.t), "must say why")
+
+    def test_proxy_on_another_target_is_caught(self):
+        self.res["DatabaseProxyTargetGroup"]["Properties"]["DBClusterIdentifiers"] = ["other"]
+        self.assertCaught(proxy_problems(self.t), "the proxy's target is the instance this stack creates")
+
+    def test_proxy_created_without_the_parameter_is_caught(self):
+        for r in ("DatabaseProxy", "DatabaseProxyTargetGroup", "ProxyRole", "ProxySecurityGroup", "DatabaseFromProxyIngress", "FunctionToProxyEgress"):
+            self.res[r]["Condition"] = "CreateDatabase"
+        self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "RDS Proxy created without UseRdsProxy")
+        self.assertCaught(proxy_problems(self.t), "only with UseRdsProxy")
 
     # aliases
     def test_schedule_on_the_unqualified_function_is_caught(self):
