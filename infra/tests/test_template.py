@@ -834,6 +834,28 @@ def proxy_problems(template):
     return problems
 
 
+def parameter_problems(template):
+    """Every parameter has a description and sits in exactly one group of the console's form; no
+    default holds a password or key material (the only credentials are generated)."""
+    problems = []
+    params = template.get("Parameters", {})
+    groups = template.get("Metadata", {}).get("AWS::CloudFormation::Interface", {}).get("ParameterGroups", [])
+    placed = [name for g in groups for name in g.get("Parameters", [])]
+    for name, spec in params.items():
+        if len(spec.get("Description", "")) < 20:
+            problems.append(f"{name}: needs a description an operator can act on")
+        if placed.count(name) != 1:
+            problems.append(f"{name}: must sit in exactly one ParameterGroup, not {placed.count(name)}")
+        if re.search(r"pass|secret|token|key", name, re.I) and "Arn" not in name and "Length" not in name and spec.get("Default") not in (None, ""):
+            if not re.fullmatch(r"[a-z0-9_.-]*", str(spec.get("Default"))):
+                problems.append(f"{name}: a default that looks like a credential")
+        if spec.get("NoEcho"):
+            problems.append(f"{name}: a NoEcho parameter means someone types a secret; nobody should")
+    for name in set(placed) - set(params):
+        problems.append(f"ParameterGroups name {name}, which is not a parameter")
+    return problems
+
+
 def notification_problems(sc):
     """Who hears an alarm in this deployment, and what the AlarmNotifications output says about it."""
     problems = []
@@ -1129,6 +1151,7 @@ def all_problems(template):
         + database_role_problems(template)
         + alias_problems(template)
         + retention_problems(template)
+        + parameter_problems(template)
         + proxy_problems(template)
         + stack_policy_problems(template, json.loads(STACK_POLICY.read_text()))
         + sam_transform_problems(template)
@@ -1237,6 +1260,9 @@ class TemplateIsRight(unittest.TestCase):
 
     def test_proxy_is_tls_iam_and_the_application_secret(self):
         self.assertEqual(proxy_problems(self.template), [])
+
+    def test_parameters_are_described_and_grouped(self):
+        self.assertEqual(parameter_problems(self.template), [])
 
     def test_callers_invoke_the_aliases(self):
         self.assertEqual(alias_problems(self.template), [])
@@ -1735,6 +1761,24 @@ class ChecksCatchMistakes(unittest.TestCase):
             self.res[r]["Condition"] = "CreateDatabase"
         self.assertCaught(wiring_problems(scenario(self.t, "mode 1")), "RDS Proxy created without UseRdsProxy")
         self.assertCaught(proxy_problems(self.t), "only with UseRdsProxy")
+
+    # parameters
+    def test_ungrouped_parameter_is_caught(self):
+        groups = self.t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        for g in groups:
+            if "UseRdsProxy" in g["Parameters"]:
+                g["Parameters"].remove("UseRdsProxy")
+        self.assertCaught(parameter_problems(self.t), "UseRdsProxy: must sit in exactly one ParameterGroup, not 0")
+
+    def test_undescribed_parameter_is_caught(self):
+        del self.t["Parameters"]["ApiThrottleBurst"]["Description"]
+        self.assertCaught(parameter_problems(self.t), "ApiThrottleBurst: needs a description")
+
+    def test_password_parameter_is_caught(self):
+        self.t["Parameters"]["DatabaseMasterPassword"] = {"Type": "String", "NoEcho": True, "Default": "Chang3-me!", "Description": "the master password of the new instance"}
+        problems = parameter_problems(self.t)
+        self.assertCaught(problems, "DatabaseMasterPassword: a default that looks like a credential")
+        self.assertCaught(problems, "NoEcho")
 
     # aliases
     def test_schedule_on_the_unqualified_function_is_caught(self):
