@@ -45,8 +45,8 @@ ALARMED_API_METRICS = {"AuthFailuresUnrecovered", "SecretFetchErrors", "ServiceU
 AWS_ALARMS = {
     ("AWS/Lambda", "Errors"): ("FunctionName", {"Ref": "RotationFunction"}, None),
     ("AWS/Lambda", "Throttles"): ("FunctionName", {"Ref": "ItemsApiFunction"}, None),
-    ("AWS/ApiGateway", "5xx"): ("ApiId", {"Ref": "ItemsHttpApi"}, None),
-    ("AWS/ApiGateway", "Latency"): ("ApiId", {"Ref": "ItemsHttpApi"}, None),
+    ("AWS/ApiGateway", "5xx"): ("ApiId", {"Ref": "HttpApi"}, None),
+    ("AWS/ApiGateway", "Latency"): ("ApiId", {"Ref": "HttpApi"}, None),
     ("AWS/RDS", "CPUUtilization"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
     ("AWS/RDS", "FreeStorageSpace"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
     ("AWS/RDS", "DatabaseConnections"): ("DBInstanceIdentifier", {"Ref": "Database"}, "CreateDatabase"),
@@ -130,7 +130,7 @@ IDENTITY_STATEMENT_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
 TRUST_STATEMENT_KEYS = {"Sid", "Effect", "Principal", "Action", "Condition"}
 # Who may invoke which function, and what must scope it (resource-based policy of the function).
 INVOKERS = {"secretsmanager.amazonaws.com": "RotationFunction", "apigateway.amazonaws.com": "ItemsApiFunction"}
-EXECUTE_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${ItemsHttpApi}/*"
+EXECUTE_API_ARN = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*"
 PERMISSION_KEYS = {"FunctionName", "Action", "Principal", "SourceAccount", "SourceArn"}
 # Resource types whose only job is to grant, which this template never needs: permissions live in the
 # roles above. Any other type that carries a policy-like property and has no check of its own fails too.
@@ -900,10 +900,10 @@ def route_problems(template):
     problems = []
     for kind in ("AWS::Serverless::HttpApi", "AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):
         for logical_id in resources_of(template, kind):
-            problems.append(f"{logical_id}: {kind} is not expected; the HTTP API is ItemsHttpApi")
+            problems.append(f"{logical_id}: {kind} is not expected; the HTTP API is HttpApi")
     apis = resources_of(template, "AWS::ApiGatewayV2::Api")
-    if list(apis) != ["ItemsHttpApi"]:
-        problems.append(f"expected one HTTP API, ItemsHttpApi, found {sorted(apis)}")
+    if list(apis) != ["HttpApi"]:
+        problems.append(f"expected one HTTP API, HttpApi, found {sorted(apis)}")
     routes = {}
     for logical_id, route in resources_of(template, "AWS::ApiGatewayV2::Route").items():
         props = route.get("Properties", {})
@@ -1971,7 +1971,7 @@ class ChecksCatchMistakes(unittest.TestCase):
         self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "GET /health is authorized by AWS_IAM, expected NONE")
 
     def test_unthrottled_stage_is_caught(self):
-        del self.res["ItemsHttpApiStage"]["Properties"]["DefaultRouteSettings"]
+        del self.res["HttpApiStage"]["Properties"]["DefaultRouteSettings"]
         self.assertCaught(api_auth_problems(scenario(self.t, "mode 1")), "must throttle")
 
     def test_unreserved_concurrency_is_caught(self):
