@@ -1,17 +1,22 @@
 """Structure checks on infra/template.yaml that cfn-lint cannot make: they need the workspace, or
-they state this project's security rules.
+they state this project's security and operating rules.
 
 * both functions build binaries this workspace has, with the Lambda build's vendored OpenSSL;
 * IAM is least privilege, in every resource that can carry a policy: each role's statements name the
-  secret, the master secret, the key, the database or the function's own log group, and '*' only for
-  GetRandomPassword and the ENI actions Lambda needs in a VPC; optional grants sit behind the
-  condition that needs them; trust policies name one service; nothing else (inline or managed
-  policies, resource policies, function URLs, SAM policy templates) grants anything; a statement or
-  document of a shape the checks do not know is a failure, never skipped;
-* only Secrets Manager of this account may invoke the rotation function (SourceAccount);
-* the rotation schedule points at the rotation function;
-* the alarms watch metric names items-api emits, in its namespace and dimension;
-* the functions' environment holds only variables the code reads, and the API has design section 7's routes.
+  secret, the master secret, a key, the database, the proxy user or the function's own log group, and
+  '*' only for GetRandomPassword and the ENI actions Lambda needs in a VPC; trust policies name one
+  service; nothing else (inline or managed policies, resource policies, function URLs, SAM policy
+  templates or events, unknown custom resources) grants anything; a statement or document of a shape
+  the checks do not know is a failure, never skipped; SAM's transform adds no grant of its own;
+* per deployment (`Scenario`: conditions and Rules evaluated for a set of parameters), each role has
+  exactly the grants that deployment needs, each function gets the right credentials and strategy,
+  the routes the right authorizer, the alarms the right notification target; the Rules refuse the
+  unsafe combinations;
+* mode 1's application role (Custom::DatabaseRole), RDS Proxy, the rotation schedule and the
+  invoke permissions on the aliases; what must outlive the stack (snapshot / retain, the stack policy);
+* the alarms watch metric names items-api emits and name a runbook section that exists;
+* the functions' environment holds only variables the code reads, the API has design section 7's
+  routes, every parameter is described and grouped.
 
 Each check is a function returning a list of problems, so that every one of them is shown to fail on
 a mutated copy of the template (class `ChecksCatchMistakes`). Run: `make test-infra`, or
@@ -23,7 +28,7 @@ import json
 import re
 import unittest
 
-from cfn import ROOT, TEMPLATE, as_list, branches, condition_text, elements, is_if, is_intrinsic, load_template, resources_of, short
+from cfn import ROOT, TEMPLATE, as_list, branches, condition_text, elements, is_intrinsic, load_template, resources_of, short
 from workspace import (
     ReaderFoundNothing,
     github_anchors,
