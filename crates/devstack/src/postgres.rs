@@ -119,7 +119,26 @@ pub enum PasswordEncryption {
     Md5,
 }
 
+/// The environment variable that chooses [`PostgresOptions::password_encryption`]'s default:
+/// `md5` or `scram-sha-256`.
+pub const PASSWORD_ENCRYPTION_ENV: &str = "DEVSTACK_PASSWORD_ENCRYPTION";
+
 impl PasswordEncryption {
+    /// What `DEVSTACK_PASSWORD_ENCRYPTION` says (SCRAM when unset).
+    ///
+    /// # Errors
+    /// When it holds anything but `md5` or `scram-sha-256`.
+    pub fn from_env() -> Result<Self, DevstackError> {
+        match std::env::var(PASSWORD_ENCRYPTION_ENV).as_deref() {
+            Err(_) | Ok("" | "scram-sha-256") => Ok(Self::ScramSha256),
+            Ok("md5") => Ok(Self::Md5),
+            Ok(_) => Err(DevstackError::Missing {
+                tool: "a valid DEVSTACK_PASSWORD_ENCRYPTION",
+                install: "set DEVSTACK_PASSWORD_ENCRYPTION to md5 or scram-sha-256",
+            }),
+        }
+    }
+
     /// The setting's value and the `pg_hba.conf` method.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -139,7 +158,8 @@ pub struct PostgresOptions {
     pub tls: bool,
     /// `log_statement=all`, so tests can prove no password ever reaches the server log.
     pub log_statements: bool,
-    /// How passwords are stored and checked (SCRAM by default).
+    /// How passwords are stored and checked (`DEVSTACK_PASSWORD_ENCRYPTION` by default, SCRAM when
+    /// unset).
     pub password_encryption: PasswordEncryption,
     /// `max_connections` (300 by default; a low value with
     /// [`Self::superuser_reserved_connections`] plays a database out of connections).
@@ -156,7 +176,8 @@ impl Default for PostgresOptions {
             install: PostgresInstall::from_env(),
             tls: true,
             log_statements: true,
-            password_encryption: PasswordEncryption::ScramSha256,
+            // A misspelled value fails in `Postgres::start`, which checks the variable again.
+            password_encryption: PasswordEncryption::from_env().unwrap_or_default(),
             max_connections: 300,
             superuser_reserved_connections: 3,
             standby: false,
@@ -208,6 +229,7 @@ impl Postgres {
     /// # Errors
     /// [`DevstackError`] naming the step that failed, with the tail of its log.
     pub fn start(options: &PostgresOptions) -> Result<Self, DevstackError> {
+        PasswordEncryption::from_env()?;
         let bin = options.install.bin_dir()?;
         let node = new_node("node_a", &bin)?;
         let dir = node.dir.clone();

@@ -91,7 +91,9 @@ impl Stack {
         })
     }
 
-    /// Creates a role `<prefix>_<random>` with a random password and a database it owns.
+    /// Creates a role `<prefix>_<random>` with a random password and a database it owns. The role
+    /// is created by the master ([`Self::master`]), as a DBA on RDS would create it; the database
+    /// by the superuser.
     ///
     /// # Errors
     /// When Postgres refuses.
@@ -102,7 +104,7 @@ impl Stack {
             password: format!("Pw-{}", random_token()),
             dbname: format!("{prefix}_{suffix}_db"),
         };
-        self.postgres.create_role(&app.role, &app.password).await?;
+        self.create_role_by_master(&app.role, &app.password).await?;
         self.postgres.create_database(&app.dbname, &app.role).await?;
         Ok(app)
     }

@@ -327,3 +327,43 @@ async fn postgres_18_streams_to_a_standby_made_without_pg_basebackup_and_fails_o
     assert_eq!(rows(&after).await, [1]);
     write(&after, 2).await.unwrap();
 }
+
+#[tokio::test]
+async fn devstack_failover_asks_the_running_stack_over_its_control_socket() {
+    let pg = ha(PostgresInstall::Debian);
+    let socket = std::env::temp_dir().join(format!("devstack-control-{}.sock", devstack::random_token()));
+    let options = FailoverOptions {
+        dns_delay: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let report = tokio::select! {
+        served = devstack::control::serve(&socket, &pg) => panic!("the server stopped: {served:?}"),
+        report = async {
+            // The server binds the socket as it starts.
+            while !socket.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            devstack::control::request_failover(&socket, &options, |m| {
+                if let devstack::control::Message::Phase { phase, .. } = m {
+                    seen.push(*phase);
+                }
+            })
+            .await
+        } => report.expect("the failover succeeds"),
+    };
+    assert_eq!(
+        seen,
+        [
+            FailoverPhase::Started,
+            FailoverPhase::OldPrimaryStopped,
+            FailoverPhase::Promoted,
+            FailoverPhase::Flipped,
+            FailoverPhase::StandbyReady
+        ]
+    );
+    assert_eq!(report.new_primary_port, pg.primary_port());
+    let mode = std::fs::metadata(&socket).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.unwrap(), 0o600, "only this user may ask for a failover");
+    let _ = std::fs::remove_file(&socket);
+}
