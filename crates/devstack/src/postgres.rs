@@ -272,16 +272,25 @@ impl Postgres {
             hba.push_str(&format!("host all all 127.0.0.1/32 {method}\n"));
         }
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| DevstackError::io("write pg_hba.conf", e))?;
+        // In the file rather than on the command line: initdb wrote a max_connections line, and a
+        // reload (as a failover does) complains about a restart-only setting that differs from it.
+        // Appended lines win. A standby gets this file with its base backup.
+        let conf_path = data.join("postgresql.conf");
+        let mut conf_file =
+            std::fs::read_to_string(&conf_path).map_err(|e| DevstackError::io("read postgresql.conf", e))?;
+        conf_file.push_str(&format!(
+            "\n# devstack\nmax_connections = {}\nsuperuser_reserved_connections = {}\n",
+            options.max_connections, options.superuser_reserved_connections
+        ));
+        std::fs::write(&conf_path, conf_file).map_err(|e| DevstackError::io("write postgresql.conf", e))?;
 
         let mut conf = vec![
             "-c listen_addresses=127.0.0.1".to_owned(),
             format!("-c password_encryption={method}"),
-            format!("-c max_connections={}", options.max_connections),
-            format!(
-                "-c superuser_reserved_connections={}",
-                options.superuser_reserved_connections
-            ),
-            "-c fsync=off -c full_page_writes=off".to_owned(),
+            // Durability against an OS crash is not what this cluster is for; a checkpoint that
+            // writes at full speed keeps a promotion's checkpoint from holding up the next base
+            // backup for minutes on a busy machine.
+            "-c fsync=off -c full_page_writes=off -c checkpoint_completion_target=0".to_owned(),
         ];
         // An acknowledged commit must wait for the standby, which `off` would skip; without a
         // standby nothing waits and `off` saves the local flush.
