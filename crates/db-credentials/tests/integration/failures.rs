@@ -105,6 +105,7 @@ async fn tls_required_by_the_secret_is_never_downgraded() {
     let plain = Postgres::start(&PostgresOptions {
         tls: false,
         log_statements: false,
+        ..Default::default()
     })
     .unwrap();
     plain.create_role("tlsonly", "Pw-tls-only-1").await.unwrap();

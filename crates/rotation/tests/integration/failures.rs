@@ -107,6 +107,7 @@ async fn ssl_true_against_a_server_without_tls_fails_instead_of_downgrading() {
         postgres: PostgresOptions {
             tls: false,
             log_statements: true,
+            ..Default::default()
         },
         ..Default::default()
     })

@@ -130,8 +130,9 @@ pub async fn new_rotator(stack: &Stack, vars: &Vars) -> TestRotator {
 }
 
 /// A role with exactly this name, its password and a database it owns.
+/// Created by the master (`DEVSTACK_MASTER`), as on RDS, so an RDS-like master administers it.
 pub async fn create_role(stack: &Stack, role: &str, password: &str) -> String {
-    stack.postgres.create_role(role, password).await.unwrap();
+    stack.create_role_by_master(role, password).await.unwrap();
     let dbname = format!("db_{}", &devstack::random_token()[..12]);
     stack.postgres.create_database(&dbname, role).await.unwrap();
     dbname
@@ -150,14 +151,16 @@ pub fn secret_json(stack: &Stack, role: &str, password: &str, dbname: &str) -> V
     })
 }
 
-/// A master secret for the cluster's superuser, as alternating-users rotation needs.
+/// A master secret, as alternating-users rotation needs: the cluster's superuser, or an RDS-like
+/// master with `DEVSTACK_MASTER=rds` (see devstack's `rds` module).
 pub async fn master_secret(stack: &Stack) -> String {
+    let master = stack.master().await.unwrap();
     let json = json!({
         "engine": "postgres",
         "host": stack.postgres.host(),
         "port": stack.postgres.port(),
-        "username": "postgres",
-        "password": stack.postgres.superuser_password(),
+        "username": master.username,
+        "password": master.password,
     });
     stack
         .create_secret(&Stack::secret_name("rotation-master"), &json)
