@@ -72,6 +72,26 @@ impl MotoEndpoint {
             .await
     }
 
+    /// SDK configuration for arranging a test (creating instances, secrets to rotate): no
+    /// retries and a generous timeout. Under load moto can take seconds to answer; with the
+    /// functions' 3 s attempt timeout the SDK would send the call again and moto, which already
+    /// made the resource, would answer `AlreadyExists` to the retry.
+    pub async fn setup_sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .endpoint_url(self.url())
+            .region(Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "devstack"))
+            .load()
+            .await
+    }
+
     /// A moto control call (`/moto-api/...`).
     ///
     /// # Errors
@@ -219,6 +239,11 @@ impl Moto {
     /// SDK configuration with given access keys (for IAM-enforcing servers).
     pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> SdkConfig {
         self.handle().sdk_config_as(access_key, secret_key).await
+    }
+
+    /// SDK configuration for arranging a test: see [`MotoEndpoint::setup_sdk_config`].
+    pub async fn setup_sdk_config(&self) -> SdkConfig {
+        self.handle().setup_sdk_config().await
     }
 
     /// The endpoint handle: control API and raw calls, without owning the process.

@@ -212,8 +212,8 @@ async fn iam_source_makes_a_signed_token_per_connection_and_requires_tls() {
 #[tokio::test]
 async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
     let stack = Stack::shared();
-    let sdk = stack.moto.sdk_config().await;
-    let rds = aws_sdk_rds::Client::new(&sdk);
+    // Arranged without retries: a retried CreateDBInstance answers DBInstanceAlreadyExists.
+    let rds = aws_sdk_rds::Client::new(&stack.moto.setup_sdk_config().await);
     let id = format!("items{}", &devstack::random_token()[..8]);
     let created = rds
         .create_db_instance()

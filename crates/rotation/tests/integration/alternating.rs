@@ -165,7 +165,8 @@ async fn rds_managed_master_is_resolved_through_the_rds_api() {
     let stack = Stack::shared();
     let sdk = stack.moto.sdk_config().await;
     let instance = format!("itemsdb-{}", &devstack::random_token()[..8]);
-    let rds = aws_sdk_rds::Client::new(&sdk);
+    // Arranged without retries: a retried CreateDBInstance answers DBInstanceAlreadyExists.
+    let rds = aws_sdk_rds::Client::new(&stack.moto.setup_sdk_config().await);
     let created = rds
         .create_db_instance()
         .db_instance_identifier(&instance)
