@@ -51,12 +51,14 @@ test: deps test-infra
 	$(MAKE) test-pg18
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
 
-# The rotation and db-credentials integration suites again, on Postgres 18 (npm build) with an
-# RDS-like master (CREATEROLE, a member of rds_superuser, not superuser): the binaries cargo test
-# just built, run with other settings.
+# The rotation and db-credentials integration suites again (the two test targets named
+# `integration`), on Postgres 18 (npm build) with an RDS-like master (CREATEROLE, a member of
+# rds_superuser, not superuser). --workspace keeps the feature set of `cargo test --workspace`, so
+# the binaries it just built are run again, not rebuilt (-p rotation -p db-credentials would
+# resolve features anew and recompile three crates, ~1.5 minutes).
 test-pg18: deps
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) DEVSTACK_POSTGRES=18 DEVSTACK_MASTER=rds \
-	  cargo test --no-fail-fast -p rotation --test integration -p db-credentials --test integration
+	  cargo test --workspace --no-fail-fast --test integration
 
 # The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
 soak: deps
