@@ -20,7 +20,7 @@ help:
 	@echo "make bench    measure the release build, rewrite docs/benchmarks.md"
 	@echo "make lint     rustfmt, clippy, cfn-lint"
 	@echo "make build    Lambda zips (ARCH=arm64|x86_64)"
-	@echo "make deploy   sam build + sam deploy --guided"
+	@echo "make deploy   sam build + sam deploy (--guided the first time, then from infra/samconfig.toml)"
 
 deps:
 	@scripts/deps.sh

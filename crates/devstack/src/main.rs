@@ -177,6 +177,8 @@ async fn run(state_path: &Path) -> Result<(), Error> {
     println!("  curl -s {api}/health/db");
     println!("  make rotate        # rotate the password; the API keeps answering");
     println!("  make failover      # fail the database over (FAILOVER_MODE=demote: the old primary turns read-only)");
+    println!("Here the function URL needs no credentials; a deployed API does (ApiAuth=iam: curl --aws-sigv4,");
+    println!("jwt: a bearer token): see \"Deploying\" in README.md.");
     println!();
     println!("Function logs follow. Ctrl-C stops everything.");
 
