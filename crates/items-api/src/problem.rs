@@ -4,8 +4,6 @@
 //! for server-side failures it says what failed without internal names (hosts, users, secret
 //! ids), which go to the log with the request id instead.
 
-use crate::db::{DbError, connection_lost};
-use db_credentials::ConnectErrorKind;
 use http::{HeaderValue, Response, StatusCode, header};
 use lambda_http::Body;
 use serde_json::json;
@@ -56,50 +54,7 @@ pub enum ApiError {
     Internal,
 }
 
-/// The 503 for a database failure: what failed, without hosts, users or secret ids (those are
-/// logged with the request id).
-impl From<&DbError> for ApiError {
-    fn from(e: &DbError) -> Self {
-        let (detail, retry_after) = match e {
-            DbError::Connect(c) => match c.kind {
-                ConnectErrorKind::Authentication => ("the database refused the service's credentials", 2),
-                ConnectErrorKind::Credentials => ("the database credentials could not be read", 2),
-                ConnectErrorKind::Tls => ("the TLS connection to the database failed", 30),
-                ConnectErrorKind::Timeout => ("the database did not answer in time", 2),
-                ConnectErrorKind::Unreachable => ("the database is unreachable", 5),
-                ConnectErrorKind::Server => ("the database refused the connection", 5),
-            },
-            DbError::Setup(_) => ("the database connection could not be prepared", 5),
-            DbError::Lost => (
-                "the database connection was lost; the request may not have been applied",
-                1,
-            ),
-            DbError::Timeout => ("the database did not answer in time", 2),
-            DbError::Query(_) => ("the database connection failed", 1),
-        };
-        Self::Unavailable {
-            detail: detail.to_owned(),
-            retry_after,
-        }
-    }
-}
-
 impl ApiError {
-    /// The answer to a failed database operation, logged: a 503 for a condition of the database,
-    /// a 500 for a statement that failed on a live connection (our own defect).
-    pub fn from_db(e: DbError) -> Self {
-        match &e {
-            DbError::Query(q) if !connection_lost(q) => {
-                tracing::error!(error = %e, "unexpected database error");
-                Self::Internal
-            }
-            _ => {
-                tracing::error!(error = %e, "database unavailable");
-                Self::from(&e)
-            }
-        }
-    }
-
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
