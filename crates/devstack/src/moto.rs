@@ -1,11 +1,12 @@
 //! `moto_server` on a free loopback port: Secrets Manager, SSM, RDS, IAM and a Lambda registry,
 //! reached by the real AWS SDK over HTTP.
 
+mod http;
+
+use self::http::{http, http_with};
 use crate::{DevstackError, free_port, guard::Guardian, guard::sh_quote, random_token};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -125,7 +126,7 @@ impl MotoEndpoint {
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
         );
-        let headers = format!("Authorization: {auth}\r\nContent-Type: {content_type}\r\n");
+        let headers = [("authorization", auth.as_str()), ("content-type", content_type)];
         match http_with(self.port, method, path, &headers, body) {
             Ok((status, text)) if status < 300 => Ok(text),
             Ok((status, text)) => Err(DevstackError::Tool {
@@ -438,28 +439,4 @@ fn signal(pid: u32, sig: &str) -> Result<(), DevstackError> {
             detail: format!("cannot send SIG{sig} to {pid}"),
         })
     }
-}
-
-fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    http_with(port, method, path, "Content-Type: application/json\r\n", body)
-}
-
-/// Minimal HTTP/1.1 for moto's control API; moto closes each connection after one answer.
-fn http_with(port: u16, method: &str, path: &str, headers: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
