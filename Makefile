@@ -33,21 +33,24 @@ run: deps
 rotate:
 	cargo run -q --bin devstack -- rotate
 
-# Every secret the tests create and every log they produce go to $(EVIDENCE); the leak check
-# then proves no secret reached any log.
+# Every secret the tests create or send and every log they produce go to $(EVIDENCE); the leak
+# check then proves no form of any secret reached any log, and that every suite left the logs
+# tests/evidence-manifest.txt lists for it.
 EVIDENCE := $(CURDIR)/target/evidence
+MANIFEST := $(CURDIR)/tests/evidence-manifest.txt
 
 test: deps test-infra
 	rm -rf $(EVIDENCE)
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
-	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE) --manifest $(MANIFEST)
 
 # The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
 soak: deps
+	rm -rf $(EVIDENCE)-soak
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE)-soak E2E_ROTATIONS=100 E2E_CLIENTS=8 \
 	  cargo test --workspace --test rotation_under_load -- --nocapture
 	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
-	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak --manifest $(MANIFEST) --suite e2e.rotation_under_load
 
 # Measurements, never assertions: the shipped x86_64 release binaries on the devstack; rewrites
 # docs/benchmarks.md and docs/benchmarks/*.svg. BENCH_QUICK=1 tries the harness in a minute.
