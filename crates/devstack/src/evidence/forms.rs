@@ -103,6 +103,9 @@ pub enum Escaping {
     None,
     /// A JSON string's contents, as serde_json writes them (`\"`, `\\`, `\n`, `\u001b`, …).
     Json,
+    /// A JSON string's contents with every non-ASCII character as `\uXXXX` (UTF-16, lower-case
+    /// hex), as Python's `json.dumps` writes them (moto, schemathesis).
+    JsonAscii,
     /// Rust's `Debug` of a `str` (`\"`, `\\`, `\n`, `\u{1b}`, …).
     Debug,
     /// `Debug` output inside a JSON log line (`?field` in a JSON subscriber).
@@ -115,9 +118,10 @@ pub enum Escaping {
 
 impl Escaping {
     /// Every escaping, none first.
-    pub const ALL: [Escaping; 6] = [
+    pub const ALL: [Escaping; 7] = [
         Self::None,
         Self::Json,
+        Self::JsonAscii,
         Self::Debug,
         Self::JsonOfDebug,
         Self::DebugOfJson,
@@ -129,6 +133,7 @@ impl Escaping {
         match self {
             Self::None => text.to_owned(),
             Self::Json => json(text),
+            Self::JsonAscii => json_ascii(text),
             Self::Debug => debug(text),
             Self::JsonOfDebug => json(&debug(text)),
             Self::DebugOfJson => debug(&json(text)),
@@ -140,6 +145,7 @@ impl Escaping {
         match self {
             Self::None => None,
             Self::Json => Some("JSON-escaped"),
+            Self::JsonAscii => Some("JSON-escaped as ASCII"),
             Self::Debug => Some("Debug-escaped"),
             Self::JsonOfDebug => Some("Debug-escaped inside JSON"),
             Self::DebugOfJson => Some("JSON-escaped inside Debug"),
@@ -216,6 +222,21 @@ fn json(text: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
+fn json_ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in json(text).chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
 fn debug(text: &str) -> String {
     let quoted = format!("{text:?}");
     quoted[1..quoted.len() - 1].to_owned()
@@ -266,8 +287,11 @@ mod tests {
     #[test]
     fn quoting_characters_take_every_form_the_writers_produce() {
         let secret = "it's \"q\" \\ 100%\u{1b}é";
-        // serde_json, as tracing's JSON writer uses it: \" \\ and \u001b for a control character.
+        // serde_json, as tracing's JSON writer uses it: \" \\ and \u001b for a control character;
+        // Python's json.dumps also writes é as \u00e9.
         assert!(has(secret, r#"it's \"q\" \\ 100%\u001bé"#));
+        assert!(has(secret, r#"it's \"q\" \\ 100%\u001b\u00e9"#));
+        assert!(has("Pw-😀-emoji", r"Pw-\ud83d\ude00-emoji"));
         // Debug: \u{1b}.
         assert!(has(secret, r#"it's \"q\" \\ 100%\u{1b}é"#));
         // Debug inside JSON.

@@ -215,6 +215,11 @@ mod tests {
             ("raw", format!("password={secret}"), "raw"),
             ("json", json_line(secret), "raw, JSON-escaped"),
             (
+                "json-ascii",
+                json_line(secret).replace('é', "\\u00e9"),
+                "raw, JSON-escaped as ASCII",
+            ),
+            (
                 "debug",
                 format!("Credentials {{ password: {debug} }}"),
                 "raw, Debug-escaped",
