@@ -262,16 +262,7 @@ fn leak_check(dir: &Path, manifest: &Path, suites: &[String], guardian_wait: Dur
     let problems = manifest.check(&logs, suites);
     let report = evidence::scan(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     println!(
-        "leak check: {} secrets in {} forms searched for in {} logs ({:.1} MB) in {:.2} s: {} found",
-        report.secrets,
-        report.forms,
-        report.files,
-        report.bytes as f64 / 1e6,
-        report.elapsed.as_secs_f64(),
-        report.leaks.len()
-    );
-    println!(
-        "  logs from {} suites held to the manifest; waited {:.2} s for the guardians",
+        "evidence: logs of {} suite(s) held to the manifest; waited {:.2} s for the guardians",
         if suites.is_empty() {
             manifest.suites.len()
         } else {
@@ -294,6 +285,15 @@ fn leak_check(dir: &Path, manifest: &Path, suites: &[String], guardian_wait: Dur
             leak.line
         );
     }
+    println!(
+        "leak check: {} secrets in {} forms searched for in {} logs ({:.1} MB) in {:.2} s: {} found",
+        report.secrets,
+        report.forms,
+        report.files,
+        report.bytes as f64 / 1e6,
+        report.elapsed.as_secs_f64(),
+        report.leaks.len()
+    );
     if report.secrets == 0 || report.files == 0 {
         return Err("nothing to check: no secrets or no logs were collected".into());
     }
