@@ -41,15 +41,22 @@ DEMOTED_FOR ?= 10
 failover:
 	cargo run -q --bin devstack -- failover --mode $(FAILOVER_MODE) --dns-delay $(DNS_DELAY) --demoted-for $(DEMOTED_FOR)
 
-# Every secret the tests create and every log they produce go to $(EVIDENCE); the leak check
-# then proves no secret reached any log.
+# Every secret the tests create or send and every log they produce go to $(EVIDENCE); the leak
+# check then proves no form of any secret reached any log, and that every suite left the logs
+# tests/evidence-manifest.txt lists for it.
 EVIDENCE := $(CURDIR)/target/evidence
+MANIFEST := $(CURDIR)/tests/evidence-manifest.txt
 
+# The workspace build unifies the e2e tests' `failpoints` feature into every rotation build, which
+# compiles out the proof that builds without it never stop; rotation alone is built without it
+# (a second build of the rotation crate only), and the step fails unless that test ran and passed.
 test: deps test-infra
 	rm -rf $(EVIDENCE)
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) cargo test --workspace
 	$(MAKE) test-pg18
-	cargo run -q --bin devstack -- leak-check $(EVIDENCE)
+	cargo test -p rotation --lib failpoint 2>&1 | tee target/failpoints-off.log
+	grep -q '^test failpoint::tests::without_the_feature_nothing_fires ... ok$$' target/failpoints-off.log
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE) --manifest $(MANIFEST)
 
 # The rotation and db-credentials integration suites again (the two test targets named
 # `integration`), on Postgres 18 (npm build) with an RDS-like master (CREATEROLE, a member of
@@ -62,10 +69,11 @@ test-pg18: deps
 
 # The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
 soak: deps
+	rm -rf $(EVIDENCE)-soak
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE)-soak E2E_ROTATIONS=100 E2E_CLIENTS=8 \
 	  cargo test --workspace --test rotation_under_load -- --nocapture
 	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
-	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak
+	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak --manifest $(MANIFEST) --suite e2e.rotation_under_load
 
 # Measurements, never assertions: the shipped x86_64 release binaries on the devstack; rewrites
 # docs/benchmarks.md and docs/benchmarks/*.svg. BENCH_QUICK=1 tries the harness in a minute.

@@ -12,6 +12,11 @@ text/plain 500 and never reaching the function:
   invocation's response channel closed. Such failures are not counted against the API, but every
   one is written to $EMULATOR_FAULTS_FILE: the Rust test reports them and fails the run above 1%.
 
+A body alone cannot tell the emulator's 500 from the function's (a handler that panics gets the same
+generic 500), so the Rust test does not take this hook's word for it: from schemathesis's HAR report
+it lines every call up with the function's one-line-per-request log and fails unless each 500
+excused here is a request the function itself logged as answered below 500.
+
 The Rust test checks the function's own log independently: it must never have answered a 5xx.
 """
 

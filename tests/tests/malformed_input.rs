@@ -3,37 +3,47 @@
 //! database password is unchanged. Against moto and Postgres, through the rotation function's
 //! own entry point (`handle_json`, what the Lambda runtime calls).
 
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use devstack::{RotationDriver, Stack};
 use rotation::{AwsRotator, Config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// Every version's stages and value: what must not change.
+/// Every version's stages and value: what must not change. A read that fails is the test's
+/// failure, never an empty snapshot (two empty snapshots would compare equal whatever changed).
 async fn snapshot(sm: &aws_sdk_secretsmanager::Client, arn: &str) -> BTreeMap<String, (Vec<String>, Option<String>)> {
-    let Ok(list) = sm
+    let list = sm
         .list_secret_version_ids()
         .secret_id(arn)
         .include_deprecated(true)
         .send()
         .await
-    else {
-        return BTreeMap::new();
-    };
+        .unwrap_or_else(|e| panic!("listing the versions of {arn}: {}", DisplayErrorContext(e)));
     let mut out = BTreeMap::new();
     for v in list.versions() {
-        let id = v.version_id().unwrap_or_default().to_owned();
+        let id = v
+            .version_id()
+            .unwrap_or_else(|| panic!("a version of {arn} without an id"));
         let mut stages: Vec<String> = v.version_stages().to_vec();
         stages.sort();
-        let value = sm
-            .get_secret_value()
-            .secret_id(arn)
-            .version_id(&id)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| o.secret_string().map(str::to_owned));
-        out.insert(id, (stages, value));
+        // RotateSecret's placeholder has no value: Secrets Manager answers ResourceNotFound for it.
+        let value = match sm.get_secret_value().secret_id(arn).version_id(id).send().await {
+            Ok(o) => Some(
+                o.secret_string()
+                    .unwrap_or_else(|| panic!("version {id} of {arn} has no SecretString"))
+                    .to_owned(),
+            ),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => panic!("reading version {id} of {arn}: {}", DisplayErrorContext(e)),
+        };
+        out.insert(id.to_owned(), (stages, value));
     }
+    assert!(!out.is_empty(), "{arn} has no version");
     out
 }
 
@@ -50,7 +60,9 @@ struct Case {
     pending: Option<fn(&Value) -> Value>,
     /// Build the event from (secret ARN, rotation token).
     event: fn(&str, &str) -> Value,
-    /// The error must contain this.
+    /// The error must contain this: the function's own words for this refusal, so that a
+    /// refusal by something else (Postgres, DNS, moto) cannot pass for it. `{user}` stands for the
+    /// app role; ` … ` separates parts that must appear in this order.
     expect: &'static str,
 }
 
@@ -85,75 +97,85 @@ fn cases(good: &Value) -> Vec<Case> {
             "missing SecretId",
             None,
             |_, t| json!({"ClientRequestToken": t, "Step": "createSecret"}),
-            "SecretId",
+            "the rotation event has no \"SecretId\" key",
         ),
         c(
             "missing ClientRequestToken",
             None,
             |a, _| json!({"SecretId": a, "Step": "createSecret"}),
-            "ClientRequestToken",
+            "the rotation event has no \"ClientRequestToken\" key",
         ),
         c(
             "missing Step",
             None,
             |a, t| json!({"SecretId": a, "ClientRequestToken": t}),
-            "Step",
+            "the rotation event has no \"Step\" key",
         ),
         c(
             "unknown step",
             None,
             |a, t| json!({"SecretId": a, "ClientRequestToken": t, "Step": "rotate"}),
-            "rotate",
+            "unknown rotation step \"rotate\"",
         ),
         c(
             "step in the wrong case",
             None,
             |a, t| json!({"SecretId": a, "ClientRequestToken": t, "Step": "CREATESECRET"}),
-            "CREATESECRET",
+            "unknown rotation step \"CREATESECRET\"",
         ),
         c(
             "step is a number",
             None,
             |a, t| json!({"SecretId": a, "ClientRequestToken": t, "Step": 1}),
-            "Step",
+            "the rotation event's \"Step\" must be a non-empty string",
         ),
         c(
             "SecretId is an object",
             None,
             |_, t| json!({"SecretId": {"arn": "x"}, "ClientRequestToken": t, "Step": "createSecret"}),
-            "SecretId",
+            "the rotation event's \"SecretId\" must be a non-empty string",
         ),
         c(
             "token is an array",
             None,
             |a, _| json!({"SecretId": a, "ClientRequestToken": ["t"], "Step": "createSecret"}),
-            "ClientRequestToken",
+            "the rotation event's \"ClientRequestToken\" must be a non-empty string",
         ),
         c(
             "RotationToken is a number",
             None,
             |a, t| json!({"SecretId": a, "ClientRequestToken": t, "Step": "createSecret", "RotationToken": 7}),
-            "RotationToken",
+            "the rotation event's \"RotationToken\" must be a non-empty string",
         ),
-        c("event is an array", None, |_, _| json!(["createSecret"]), "event"),
-        c("event is a string", None, |_, _| json!("createSecret"), "event"),
+        c(
+            "event is an array",
+            None,
+            |_, _| json!(["createSecret"]),
+            "the rotation event must be a JSON object",
+        ),
+        c(
+            "event is a string",
+            None,
+            |_, _| json!("createSecret"),
+            "the rotation event must be a JSON object",
+        ),
         c(
             "empty SecretId",
             None,
             |_, t| json!({"SecretId": "", "ClientRequestToken": t, "Step": "createSecret"}),
-            "SecretId",
+            "the rotation event's \"SecretId\" must be a non-empty string",
         ),
         c(
             "huge SecretId",
             None,
             |_, t| json!({"SecretId": "x".repeat(100_000), "ClientRequestToken": t, "Step": "createSecret"}),
-            "SecretId",
+            "the rotation event's \"SecretId\" is 100000 characters",
         ),
         c(
             "unknown secret",
             None,
             |_, t| json!({"SecretId": "app/never-created", "ClientRequestToken": t, "Step": "createSecret"}),
-            "app/never-created",
+            "cannot describe the versions of secret app/never-created: … ResourceNotFoundException",
         ),
         // Impossible stage states.
         c(
@@ -170,20 +192,20 @@ fn cases(good: &Value) -> Vec<Case> {
             cancel: true,
             pending: None,
             event: ev("createSecret"),
-            expect: "not enabled",
+            expect: "is not enabled for rotation",
         },
         // A malformed AWSCURRENT.
         c(
             "current is not JSON",
             Some(json!("{not json")),
             ev("createSecret"),
-            "not valid JSON",
+            "AWSCURRENT version: … is not valid JSON",
         ),
         c(
             "current is a JSON array",
             Some(json!(["username", "password"])),
             ev("createSecret"),
-            "JSON object",
+            "AWSCURRENT version: … must hold a JSON object",
         ),
         c(
             "current lacks username",
@@ -191,7 +213,7 @@ fn cases(good: &Value) -> Vec<Case> {
                 v.as_object_mut().unwrap().remove("username");
             }),
             ev("createSecret"),
-            "\"username\"",
+            "AWSCURRENT version: … has no \"username\" key",
         ),
         c(
             "current lacks password",
@@ -199,7 +221,7 @@ fn cases(good: &Value) -> Vec<Case> {
                 v.as_object_mut().unwrap().remove("password");
             }),
             ev("createSecret"),
-            "\"password\"",
+            "AWSCURRENT version: … has no \"password\" key",
         ),
         c(
             "current lacks host",
@@ -207,7 +229,7 @@ fn cases(good: &Value) -> Vec<Case> {
                 v.as_object_mut().unwrap().remove("host");
             }),
             ev("createSecret"),
-            "host",
+            "AWSCURRENT version: … has no \"host\" key",
         ),
         c(
             "current lacks engine",
@@ -215,49 +237,49 @@ fn cases(good: &Value) -> Vec<Case> {
                 v.as_object_mut().unwrap().remove("engine");
             }),
             ev("createSecret"),
-            "\"engine\"",
+            "AWSCURRENT version: … has no \"engine\" key",
         ),
         c(
             "engine is mysql",
             with(&|v| v["engine"] = json!("mysql")),
             ev("createSecret"),
-            "mysql",
+            "engine \"mysql\" is not supported",
         ),
         c(
             "port is a word",
             with(&|v| v["port"] = json!("fivefourthreetwo")),
             ev("createSecret"),
-            "\"port\"",
+            "\"port\" must be a port number",
         ),
         c(
             "port out of range",
             with(&|v| v["port"] = json!(70_000)),
             ev("createSecret"),
-            "\"port\"",
+            "\"port\" must be a port number",
         ),
         c(
             "port is huge",
             with(&|v| v["port"] = json!("9".repeat(10_000))),
             ev("createSecret"),
-            "\"port\"",
+            "\"port\" must be a port number",
         ),
         c(
             "username is a number",
             with(&|v| v["username"] = json!(42)),
             ev("createSecret"),
-            "\"username\"",
+            "\"username\" must be a non-empty string",
         ),
         c(
             "password is empty",
             with(&|v| v["password"] = json!("")),
             ev("createSecret"),
-            "\"password\"",
+            "\"password\" must be a non-empty string",
         ),
         c(
             "ssl is not a boolean",
             with(&|v| v["ssl"] = json!("maybe")),
             ev("createSecret"),
-            "\"ssl\"",
+            "\"ssl\" must be true or false",
         ),
         Case {
             name: "alternating without masterarn",
@@ -267,7 +289,7 @@ fn cases(good: &Value) -> Vec<Case> {
             cancel: false,
             pending: None,
             event: ev("createSecret"),
-            expect: "masterarn",
+            expect: "has no \"masterarn\" key",
         },
         Case {
             name: "alternating clone name over 63 bytes",
@@ -280,9 +302,11 @@ fn cases(good: &Value) -> Vec<Case> {
             cancel: false,
             pending: None,
             event: ev("createSecret"),
-            expect: "63",
+            expect: "_clone would be 66 bytes and Postgres names are limited to 63 bytes",
         },
         // A malformed or hostile AWSPENDING.
+        // Another user the current login may change (CREATEROLE and ADMIN OPTION on it), so that
+        // only the function's own check stands between the pending version and that user's password.
         Case {
             name: "pending names another user",
             strategy: "single-user",
@@ -291,12 +315,12 @@ fn cases(good: &Value) -> Vec<Case> {
             cancel: false,
             pending: Some(|g| {
                 let mut v = g.clone();
-                v["username"] = json!("postgres");
+                v["username"] = json!(victim(g["username"].as_str().unwrap()));
                 v["password"] = json!("Pw-hostile-pending-1");
                 v
             }),
             event: ev("setSecret"),
-            expect: "postgres",
+            expect: "attempting to modify user {user}_victim other than {user} ",
         },
         Case {
             name: "pending names another host",
@@ -311,7 +335,7 @@ fn cases(good: &Value) -> Vec<Case> {
                 v
             }),
             event: ev("setSecret"),
-            expect: "attacker.invalid",
+            expect: "attempting to modify user for host attacker.invalid:",
         },
         Case {
             name: "pending is not JSON",
@@ -321,7 +345,7 @@ fn cases(good: &Value) -> Vec<Case> {
             cancel: false,
             pending: Some(|_| json!("{{{")),
             event: ev("setSecret"),
-            expect: "not valid JSON",
+            expect: "AWSPENDING version: … is not valid JSON",
         },
         Case {
             name: "pending password does not log in at testSecret",
@@ -335,7 +359,7 @@ fn cases(good: &Value) -> Vec<Case> {
                 v
             }),
             event: ev("testSecret"),
-            expect: "log",
+            expect: "unable to log in with the pending credentials: … 28P01: password authentication failed",
         },
     ]
 }
@@ -348,9 +372,29 @@ async fn malformed_events_and_secrets_are_refused_and_change_nothing() {
     let driver = RotationDriver::new(&stack.moto).await.unwrap();
     let app = stack.create_app("malformed").await.unwrap();
     let good = stack.secret_json(&app);
+    // A user the app role may change: CREATEROLE, plus ADMIN OPTION, which Postgres 16+ also asks.
+    let victim_password = format!("Pw-victim-{}", devstack::random_token());
+    stack
+        .postgres
+        .create_role(&victim(&app.role), &victim_password)
+        .await
+        .unwrap();
+    stack
+        .postgres
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "ALTER ROLE \"{role}\" CREATEROLE; GRANT \"{victim}\" TO \"{role}\" WITH ADMIN OPTION",
+            role = app.role,
+            victim = victim(&app.role)
+        ))
+        .await
+        .unwrap();
+    let mut secrets = vec![app.password.clone(), victim_password.clone()];
     let all = cases(&good);
     assert!(all.len() >= 30, "{} cases", all.len());
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for case in all {
         let vars: db_credentials::config::Vars = [
             ("ROTATION_STRATEGY", case.strategy.to_owned()),
@@ -391,7 +435,10 @@ async fn malformed_events_and_secrets_are_refused_and_change_nothing() {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            devstack::evidence::record_secret(pending["password"].as_str().unwrap_or_default());
+            if let Some(p) = pending["password"].as_str() {
+                secrets.push(devstack::evidence::secret(p.to_owned()));
+            }
+            devstack::evidence::record_secret(&text);
             sm.put_secret_value()
                 .secret_id(&arn)
                 .client_request_token(&token)
@@ -409,20 +456,16 @@ async fn malformed_events_and_secrets_are_refused_and_change_nothing() {
             Ok(outcome) => panic!("{}: accepted ({outcome:?})", case.name),
             Err(e) => e.to_string(),
         };
+        let expect = case.expect.replace("{user}", &app.role);
         assert!(
-            message.contains(case.expect),
-            "{}: error {message:?} should mention {:?}",
+            says_in_order(&message, &expect),
+            "{}: error {message:?} should say {expect:?}",
             case.name,
-            case.expect
         );
+        let sightings = devstack::capture::secret_sightings(&message, &secrets);
         assert!(
-            !message.contains(&app.password),
-            "{}: the error shows a password",
-            case.name
-        );
-        assert!(
-            !message.contains("Pw-hostile") && !message.contains("Pw-never-set"),
-            "{}: the error shows a password",
+            sightings.is_empty(),
+            "{}: the error shows a password: {sightings:?}",
             case.name
         );
 
@@ -432,23 +475,44 @@ async fn malformed_events_and_secrets_are_refused_and_change_nothing() {
             "{}: Secrets Manager changed",
             case.name
         );
-        assert!(
-            stack.postgres.admin().await.is_ok() && role_password_unchanged(stack, &app).await,
-            "{}: the database password changed",
-            case.name
-        );
-        checked += 1;
+        for (role, password) in [(app.role.clone(), &app.password), (victim(&app.role), &victim_password)] {
+            if let Err(e) = logs_in(stack, &role, password, &app.dbname).await {
+                panic!("{}: {role}'s password no longer logs in: {e}", case.name);
+            }
+        }
+        checked.push(format!("{}: {message}", case.name));
     }
-    println!("{checked} malformed events and secrets refused; nothing written, no stage moved");
+    println!("{}", checked.join("\n"));
+    println!(
+        "{} malformed events and secrets refused, each in the function's own words; nothing written, no stage moved",
+        checked.len()
+    );
 }
 
-async fn role_password_unchanged(stack: &Stack, app: &devstack::AppDatabase) -> bool {
+/// Whether `message` holds every ` … `-separated part of `expect`, in order.
+fn says_in_order(message: &str, expect: &str) -> bool {
+    let mut rest = message;
+    for part in expect.split(" … ") {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The other user of "pending names another user".
+fn victim(user: &str) -> String {
+    format!("{user}_victim")
+}
+
+async fn logs_in(stack: &Stack, role: &str, password: &str, dbname: &str) -> Result<(), db_credentials::ConnectError> {
     let creds = db_credentials::Credentials::new(
-        &app.role,
-        secrecy::SecretString::from(app.password.clone()),
+        role,
+        secrecy::SecretString::from(password.to_owned()),
         "127.0.0.1",
         stack.postgres.port(),
-        &app.dbname,
+        dbname,
         db_credentials::TlsSettings {
             mode: db_credentials::SslMode::VerifyFull,
             root_cert: Some(stack.postgres.ca_cert()),
@@ -456,5 +520,5 @@ async fn role_password_unchanged(stack: &Stack, app: &devstack::AppDatabase) -> 
     );
     db_credentials::connect(&creds, std::time::Duration::from_secs(5), "malformed-check")
         .await
-        .is_ok()
+        .map(drop)
 }

@@ -2,28 +2,58 @@
 //! (issue: proof §2). After every stop the database password is AWSCURRENT's or AWSPENDING's and
 //! items-api keeps serving; the retry converges; no AWSPENDING is left behind.
 //!
+//! Every stop is matched to its cause: the step that failed must be the one the fault was put in,
+//! and its error must be that fault (the armed failpoint by name, the database unreachable, a
+//! Secrets Manager call timing out), so a stray error of another kind fails the case instead of
+//! passing it. The SDK timeouts are shortened only for the rotator that meets the hang.
+//!
 //! In process: the rotation function with its test-only failpoints (cargo feature `failpoints`)
 //! and items-api's handler with a new database connection per request.
 
-use db_credentials::{Config as DbConfig, CredentialProvider, Database, SslMode, TlsSettings, connect};
+use db_credentials::{
+    Config as DbConfig, ConnectError, CredentialProvider, Database, SslMode, TlsSettings,
+    aws::{AwsError, AwsErrorKind},
+    ConnectErrorKind, connect,
+};
 use devstack::{RotationDriver, Stack, StepRunner, rotation_driver::RotationEvent, rotation_driver::Step};
 use items_api::{App, Settings};
-use rotation::{AwsRotator, Config, Failpoint};
+use rotation::{AwsRotator, Config, Failpoint, StepError};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct InProcess<'a>(&'a AwsRotator);
+/// Runs each step in process and keeps the typed error of the last failure, so a stop can be
+/// matched to its cause.
+struct InProcess<'a> {
+    rotator: &'a AwsRotator,
+    last_error: Mutex<Option<StepError>>,
+}
+
+impl<'a> InProcess<'a> {
+    fn new(rotator: &'a AwsRotator) -> Self {
+        Self {
+            rotator,
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn take_error(&self) -> Option<StepError> {
+        self.last_error.lock().unwrap().take()
+    }
+}
 
 impl StepRunner for InProcess<'_> {
     async fn run(&self, event: &RotationEvent) -> Result<(), String> {
-        self.0
-            .handle_json(&event.payload())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        match self.rotator.handle_json(&event.payload()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message = e.to_string();
+                *self.last_error.lock().unwrap() = Some(e);
+                Err(message)
+            }
+        }
     }
 }
 
@@ -38,6 +68,62 @@ enum Stop {
     DatabaseDown(Step),
     /// Secrets Manager does not answer while this step runs.
     SecretsManagerHangs(Step),
+}
+
+impl Stop {
+    /// The step this stop must fail, if it makes one fail.
+    fn failing_step(self) -> Option<Step> {
+        match self {
+            Self::Failpoint(Failpoint::AfterPutSecretValue) => Some(Step::Create),
+            Self::Failpoint(Failpoint::AfterSetPassword | Failpoint::AfterCreateClone) => Some(Step::Set),
+            Self::Failpoint(Failpoint::BeforeUpdateStage | Failpoint::AfterUpdateStage) => Some(Step::Finish),
+            Self::AfterStep(_) => None,
+            Self::DatabaseDown(step) | Self::SecretsManagerHangs(step) => Some(step),
+        }
+    }
+
+    /// Whether `error` is this stop's own doing; otherwise says what it was instead.
+    fn caused(self, error: &StepError) -> Result<String, String> {
+        let step = self.failing_step().map(Step::as_str);
+        if error.step.map(|s| s.as_str()) != step {
+            return Err(format!("expected {step:?} to fail, but {:?} did: {error}", error.step));
+        }
+        match self {
+            Self::Failpoint(point) => match &error.error {
+                rotation::Error::Failpoint { name } if *name == point.name() => {
+                    Ok(format!("stopped by failpoint {name}"))
+                }
+                other => Err(format!("expected failpoint {}, got: {other}", point.name())),
+            },
+            Self::DatabaseDown(_) => match source::<ConnectError>(error) {
+                Some(e) if e.kind == ConnectErrorKind::Unreachable => {
+                    Ok(format!("stopped by the database being unreachable ({})", e.detail))
+                }
+                _ => Err(format!("expected the database to be unreachable, got: {error}")),
+            },
+            Self::SecretsManagerHangs(_) => match source::<AwsError>(error) {
+                Some(e) if e.kind == AwsErrorKind::Timeout => Ok(format!("stopped by {} timing out", e.operation)),
+                _ => Err(format!("expected a Secrets Manager call to time out, got: {error}")),
+            },
+            Self::AfterStep(_) => Err(format!("no step should fail, got: {error}")),
+        }
+    }
+}
+
+/// The first `E` in `error`'s chain of sources.
+fn source<E: std::error::Error + 'static>(error: &StepError) -> Option<&E> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        // A boxed source is its own error type in the chain.
+        if let Some(found) = e
+            .downcast_ref::<E>()
+            .or_else(|| e.downcast_ref::<Box<E>>().map(|b| &**b))
+        {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
 }
 
 fn stops(alternating: bool) -> Vec<Stop> {
@@ -60,15 +146,34 @@ fn stops(alternating: bool) -> Vec<Stop> {
     v
 }
 
+fn stop_step(stop: Stop) -> &'static str {
+    match stop {
+        Stop::AfterStep(step) => step.as_str(),
+        _ => "-",
+    }
+}
+
+/// The JSON of the version holding `stage`; `None` only when no version with a value holds it
+/// (Secrets Manager says ResourceNotFound): any other failure is the test's to report.
 async fn secret_at(sm: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) -> Option<Value> {
-    let out = sm
-        .get_secret_value()
-        .secret_id(arn)
-        .version_stage(stage)
-        .send()
-        .await
-        .ok()?;
-    serde_json::from_str(out.secret_string()?).ok()
+    match sm.get_secret_value().secret_id(arn).version_stage(stage).send().await {
+        Ok(out) => {
+            let text = out
+                .secret_string()
+                .unwrap_or_else(|| panic!("{stage} of {arn} has no SecretString"));
+            Some(serde_json::from_str(text).unwrap_or_else(|e| panic!("{stage} of {arn} is not JSON: {e}")))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!(
+            "reading {stage} of {arn}: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        ),
+    }
 }
 
 async fn logs_in(stack: &Stack, secret: &Value) -> bool {
@@ -125,12 +230,14 @@ async fn run(strategy: &str) {
         ("ROTATION_STRATEGY", strategy.to_owned()),
         ("DB_SSLMODE", "verify-full".to_owned()),
         ("DB_SSL_ROOT_CERT", stack.postgres.ca_cert().display().to_string()),
-        ("DB_CONNECT_TIMEOUT_MS", "2000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    // Short SDK timeouts: the Secrets-Manager-hangs cases then fail in about a second, not eight.
+    // Production timeouts everywhere but where the hang is the fault: a loaded machine must not
+    // turn a slow call into a stop that passes for the one under test.
+    let rotator = AwsRotator::from_sdk(Config::from_vars(&vars).expect("rotation config"), &sdk);
+    // Short SDK timeouts for the Secrets-Manager-hangs cases only: they fail in about a second, not eight.
     let impatient = sdk
         .to_builder()
         .timeout_config(
@@ -141,7 +248,7 @@ async fn run(strategy: &str) {
                 .build(),
         )
         .build();
-    let rotator = AwsRotator::from_sdk(Config::from_vars(&vars).expect("rotation config"), &impatient);
+    let impatient_rotator = AwsRotator::from_sdk(Config::from_vars(&vars).expect("rotation config"), &impatient);
 
     let driver = RotationDriver::new(&stack.moto).await.unwrap();
     let mut report = Vec::new();
@@ -174,13 +281,14 @@ async fn run(strategy: &str) {
 
         // Run until the stop.
         let token = driver.begin(&arn).await.unwrap();
-        let runner = InProcess(&rotator);
-        let stopped = match stop {
+        let runner = InProcess::new(&rotator);
+        let hang_runner = InProcess::new(&impatient_rotator);
+        let failed = match stop {
             Stop::Failpoint(point) => {
                 rotator.failpoints().arm(Some(point));
                 let r = driver.run_steps(&arn, &token, &Step::ALL, &runner).await;
                 rotator.failpoints().arm(None);
-                r.err().map(|e| e.to_string())
+                r.err().map(|_| runner.take_error())
             }
             Stop::AfterStep(last) => {
                 let upto: Vec<Step> = Step::ALL
@@ -190,7 +298,7 @@ async fn run(strategy: &str) {
                     .chain([last])
                     .collect();
                 driver.run_steps(&arn, &token, &upto, &runner).await.unwrap();
-                Some(format!("not invoked after {}", last.as_str()))
+                None
             }
             Stop::DatabaseDown(step) => {
                 let before: Vec<Step> = Step::ALL.iter().copied().take_while(|s| *s != step).collect();
@@ -198,18 +306,25 @@ async fn run(strategy: &str) {
                 stack.postgres.stop_server().unwrap();
                 let r = driver.run_steps(&arn, &token, &[step], &runner).await;
                 stack.postgres.start_server().unwrap();
-                r.err().map(|e| e.to_string())
+                r.err().map(|_| runner.take_error())
             }
             Stop::SecretsManagerHangs(step) => {
                 let before: Vec<Step> = Step::ALL.iter().copied().take_while(|s| *s != step).collect();
                 driver.run_steps(&arn, &token, &before, &runner).await.unwrap();
                 stack.moto.pause().unwrap();
-                let r = driver.run_steps(&arn, &token, &[step], &runner).await;
+                let r = driver.run_steps(&arn, &token, &[step], &hang_runner).await;
                 stack.moto.resume().unwrap();
-                r.err().map(|e| e.to_string())
+                r.err().map(|_| hang_runner.take_error())
             }
         };
-        let stopped = stopped.unwrap_or_else(|| panic!("{round}: the rotation was not stopped"));
+        let stopped = match (stop.failing_step(), failed) {
+            (None, None) => format!("not invoked after {}", stop_step(stop)),
+            (Some(_), None) => panic!("{round}: the rotation was not stopped"),
+            (_, Some(None)) => panic!("{round}: a step failed outside the function (the driver's own call)"),
+            (_, Some(Some(error))) => stop
+                .caused(&error)
+                .unwrap_or_else(|why| panic!("{round}: stopped, but not by the fault under test: {why}")),
+        };
 
         // After the stop: the database accepts AWSCURRENT or AWSPENDING, and the API serves.
         let current = secret_at(&sm, &arn, "AWSCURRENT").await.expect("AWSCURRENT readable");
@@ -247,13 +362,13 @@ async fn run(strategy: &str) {
             "{round}: the new AWSCURRENT does not log in"
         );
         api_serves(&app, &format!("{round} after retry")).await;
-        report.push(format!(
-            "{round}: stopped ({}), converged",
-            stopped.lines().next().unwrap_or_default()
-        ));
+        report.push(format!("{round}: {stopped}, converged"));
     }
     println!("{}", report.join("\n"));
-    println!("{strategy}: {} fault points, every one converged", report.len());
+    println!(
+        "{strategy}: {} fault points, every stop matched to its cause, every one converged",
+        report.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,9 @@
 //!
 //! A test binary of its own with a global subscriber: tracing caches per-callsite interest
 //! process-wide, so a thread-local subscriber in a binary whose other tests log from other
-//! threads can miss events.
+//! threads can miss events. The subscriber is installed through devstack's evidence, so the same
+//! lines also reach the suite-wide leak check. Lines are searched as written and as their JSON
+//! decodes, for every form of every password (see `devstack::evidence::forms`).
 
 #[path = "integration/common.rs"]
 #[allow(dead_code)] // shared with the integration binary, which uses all of it
@@ -13,17 +15,12 @@ use common::*;
 use db_credentials::{Config, Database, doctor::diagnose};
 use devstack::Stack;
 use devstack::capture::LogCapture;
+use devstack::evidence::secret;
 
 #[tokio::test]
 async fn no_password_reaches_any_log_line() {
     let capture = LogCapture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber in this binary");
+    devstack::evidence::init_tracing_with(tracing_subscriber::fmt::layer().json().with_writer(capture.clone()));
 
     let stack = Stack::shared();
     let mut passwords = Vec::new();
@@ -33,7 +30,7 @@ async fn no_password_reaches_any_log_line() {
     passwords.push(app.password.clone());
     let db = Database::new(provider(stack, &vars(stack, Some(&arn), &[])).await, "test");
     db.connect().await.unwrap();
-    let rotated = "Pw-logs-rotated-'\"\\ $$;--%é";
+    let rotated = secret("Pw-logs-rotated-'\"\\ $$;--%é");
     passwords.push(rotated.to_owned());
     sm(stack)
         .await
@@ -48,7 +45,7 @@ async fn no_password_reaches_any_log_line() {
     stack.postgres.set_password(&app.role, rotated).await.unwrap();
     db.connect().await.expect("pending fallback");
 
-    let wrong = "Pw-logs-wrong-0000";
+    let wrong = secret("Pw-logs-wrong-0000");
     passwords.push(wrong.to_owned());
     let bad = stack
         .create_secret(&Stack::secret_name("logsbad"), &with_password(stack, &app, wrong))
@@ -61,7 +58,7 @@ async fn no_password_reaches_any_log_line() {
     tracing::error!(error = %err, "as an application would log it");
 
     let malformed = Stack::secret_name("logsjson");
-    let broken = "Pw-logs-in-broken-json";
+    let broken = secret("Pw-logs-in-broken-json");
     passwords.push(broken.to_owned());
     sm(stack)
         .await
@@ -91,7 +88,6 @@ async fn no_password_reaches_any_log_line() {
         logs.contains("database refused the credentials"),
         "the refusal was logged"
     );
-    for p in &passwords {
-        assert!(!logs.contains(p.as_str()), "a password reached the logs");
-    }
+    let sightings = capture.secret_sightings(&passwords);
+    assert!(sightings.is_empty(), "a password reached the logs: {sightings:?}");
 }

@@ -59,11 +59,21 @@ enum Command {
         #[arg(long, default_value = ".devstack/env")]
         env_file: PathBuf,
     },
-    /// Search every collected log for every collected secret (see DEVSTACK_EVIDENCE_DIR); exit 1
-    /// on any match. Prints counts, never a secret.
+    /// Search every collected log for every form of every collected secret (see
+    /// DEVSTACK_EVIDENCE_DIR), after the guardians have copied their logs and every suite in the
+    /// manifest has left its logs; exit 1 on any leak or missing log. Prints counts, never a secret.
     LeakCheck {
         /// The evidence directory.
         dir: PathBuf,
+        /// The logs each suite must leave.
+        #[arg(long, default_value_os_t = workspace_root(env!("CARGO_MANIFEST_DIR")).join("tests/evidence-manifest.txt"))]
+        manifest: PathBuf,
+        /// Hold only this suite to the manifest (repeat it; for a run of part of the tests).
+        #[arg(long = "suite")]
+        suites: Vec<String>,
+        /// Seconds to wait for the guardians of stacks that lived in statics to copy their logs.
+        #[arg(long, default_value_t = 120)]
+        guardian_wait_secs: u64,
     },
     /// Start a stack, print its PIDs and directories, and exit without cleaning up (tests prove
     /// the guardians stop everything anyway).
@@ -95,7 +105,12 @@ async fn main() {
             demoted_for,
         } => failover(&state, mode, dns_delay, demoted_for).await,
         Command::Up { env_file } => up(&env_file).await,
-        Command::LeakCheck { dir } => leak_check(&dir),
+        Command::LeakCheck {
+            dir,
+            manifest,
+            suites,
+            guardian_wait_secs,
+        } => leak_check(&dir, &manifest, &suites, Duration::from_secs(guardian_wait_secs)),
         Command::Abandon => abandon(),
     };
     if let Err(e) = result {
@@ -309,31 +324,63 @@ async fn up(env_file: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn leak_check(dir: &Path) -> Result<(), Error> {
-    // Guardians of stacks that lived in statics copy their logs just after their test binary exits.
-    std::thread::sleep(Duration::from_secs(3));
-    let report = devstack::evidence::scan(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+fn leak_check(dir: &Path, manifest: &Path, suites: &[String], guardian_wait: Duration) -> Result<(), Error> {
+    use devstack::evidence;
+    // Guardians of stacks that lived in statics copy their logs just after their test binary exits;
+    // each registered itself and clears its entry once its copy is made.
+    let waited = evidence::wait_for_guardians(dir, guardian_wait)?;
+    let manifest = evidence::manifest::Manifest::read(manifest)?;
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(dir.join("logs")).map_err(|e| format!("cannot read {}: {e}", dir.display()))? {
+        let entry = entry?;
+        logs.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.metadata()?.len(),
+        ));
+    }
+    let problems = manifest.check(&logs, suites);
+    let report = evidence::scan(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     println!(
-        "leak check: {} secrets searched for in {} logs ({:.1} MB): {} found",
+        "evidence: logs of {} suite(s) held to the manifest; waited {:.2} s for the guardians",
+        if suites.is_empty() {
+            manifest.suites.len()
+        } else {
+            suites.len()
+        },
+        waited.as_secs_f64()
+    );
+    for problem in &problems {
+        println!("  missing evidence: {problem}");
+    }
+    for leak in &report.leaks {
+        println!(
+            "  secret #{} (line {} of {}, recorded by {}) appears {} in {} line {}",
+            leak.secret,
+            leak.secret,
+            evidence::SECRETS_FILE,
+            leak.recorded_by,
+            leak.form,
+            leak.file.display(),
+            leak.line
+        );
+    }
+    println!(
+        "leak check: {} secrets in {} forms searched for in {} logs ({:.1} MB) in {:.2} s: {} found",
         report.secrets,
+        report.forms,
         report.files,
         report.bytes as f64 / 1e6,
+        report.elapsed.as_secs_f64(),
         report.leaks.len()
     );
     if report.secrets == 0 || report.files == 0 {
         return Err("nothing to check: no secrets or no logs were collected".into());
     }
-    if !report.leaks.is_empty() {
-        for (file, index) in &report.leaks {
-            println!(
-                "  secret #{index} (line {} of secrets.txt) appears in {}",
-                index + 1,
-                file.display()
-            );
-        }
-        return Err("secrets found in logs".into());
+    match (report.leaks.is_empty(), problems.is_empty()) {
+        (true, true) => Ok(()),
+        (false, _) => Err("secrets found in logs".into()),
+        (true, false) => Err("logs the manifest expects are missing or empty".into()),
     }
-    Ok(())
 }
 
 fn abandon() -> Result<(), Error> {

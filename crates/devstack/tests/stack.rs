@@ -48,9 +48,14 @@ async fn stack_serves_tls_and_scram_refuses_plaintext_and_stops_cleanly() {
     tls_login(&stack, &app.role, &app.password, &app.dbname)
         .await
         .expect("TLS + SCRAM login with verify-full");
-    let wrong = tls_login(&stack, &app.role, "not-the-password", &app.dbname)
-        .await
-        .unwrap_err();
+    let wrong = tls_login(
+        &stack,
+        &app.role,
+        devstack::evidence::secret("not-the-password"),
+        &app.dbname,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(wrong.code().map(|c| c.code()), Some("28P01"), "{wrong}");
 
     let plaintext = tokio_postgres::Config::new()
@@ -205,7 +210,15 @@ async fn rotation_driver_makes_the_empty_placeholder_and_cleans_up_after() {
         .version_stage("AWSPENDING")
         .send()
         .await;
-    assert!(pending.is_err(), "the placeholder has no value, as on AWS");
+    assert!(
+        pending
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "the placeholder has no value, as on AWS: {:?}",
+        pending.as_ref().err()
+    );
 
     let runner = CopyCurrent { sm: sm.clone() };
     driver.resume(&name, &token, &runner).await.unwrap();

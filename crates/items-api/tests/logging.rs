@@ -1,6 +1,7 @@
 //! One structured log line per request (route template, status, latency, request id), and no
 //! password in any line, even through a rotation window. A binary of its own so its global
-//! subscriber sees every line.
+//! subscriber sees every line; installed through devstack's evidence, so the same lines also
+//! reach the suite-wide leak check. Lines are searched as written and as their JSON decodes.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -12,15 +13,7 @@ use devstack::capture::LogCapture;
 #[tokio::test]
 async fn one_structured_line_per_request_and_no_password_anywhere() {
     let capture = LogCapture::default();
-    let writer = capture.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    devstack::evidence::init_tracing_with(tracing_subscriber::fmt::layer().json().with_writer(capture.clone()));
     let stack = Stack::shared();
     let f = fixture("logging", &[("ITEMS_API_FRESH_CONNECTION_PER_REQUEST", "true")]).await;
     let requests = [
@@ -33,7 +26,8 @@ async fn one_structured_line_per_request_and_no_password_anywhere() {
         f.app.handle(request(Flavor::HttpV2, req, &format!("log-{i}"))).await;
     }
     // A rotation window: the refusal and the AWSPENDING fallback are logged too.
-    let rotated = "Pw-logging-rotated-1";
+    // Quotes and a backslash: JSON escapes them, so only a search of decoded fields finds them.
+    let rotated = devstack::evidence::secret(r#"Pw-logging-rotated-'"\ 1"#);
     let mut pending = stack.secret_json(&f.db);
     pending["password"] = rotated.into();
     aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await)
@@ -76,7 +70,6 @@ async fn one_structured_line_per_request_and_no_password_anywhere() {
         text.contains("database refused the credentials"),
         "the rotation window was exercised"
     );
-    for secret in [f.db.password.as_str(), rotated] {
-        assert!(!text.contains(secret), "a password reached the logs");
-    }
+    let sightings = capture.secret_sightings(&[f.db.password.as_str(), rotated]);
+    assert!(sightings.is_empty(), "a password reached the logs: {sightings:?}");
 }

@@ -239,6 +239,11 @@ fn cases() -> u32 {
 fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
     use std::sync::atomic::{AtomicU32, Ordering};
+    // Every case the runner generated, and those lambda_http itself refused (a rejected case is
+    // not one of `cases()`: proptest generates another in its place, so `handled` always ends at
+    // `cases()` and says nothing about how many never reached the handler).
+    let generated = AtomicU32::new(0);
+    let rejected = AtomicU32::new(0);
     let handled = AtomicU32::new(0);
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
     let strategy = (flavor(), request_parts(), any::<bool>(), missing());
@@ -252,6 +257,7 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
     let result = runner.run(
         &strategy,
         |(flavor, (method, path, query, ctype, body), binary, missing)| {
+            generated.fetch_add(1, Ordering::Relaxed);
             let (rt, f) = harness();
             let mut req = Req::new(&method, &path).query(&query);
             if let Some(ct) = &ctype {
@@ -266,6 +272,7 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
             // An event lambda_http itself refuses never reaches the handler.
             let text = event.to_string();
             let Ok(Ok(request)) = std::panic::catch_unwind(|| lambda_http::request::from_str(&text)) else {
+                rejected.fetch_add(1, Ordering::Relaxed);
                 return Err(TestCaseError::reject("lambda_http refuses this event"));
             };
             let resp = rt.block_on(f.app.handle(request));
@@ -310,14 +317,16 @@ fn any_event_gets_a_non_5xx_answer_and_errors_are_problem_json() {
         panic!("{e}");
     }
     let statuses = statuses.into_inner().unwrap();
+    let (generated, rejected, handled) = (generated.into_inner(), rejected.into_inner(), handled.into_inner());
     println!(
-        "{} events handled; statuses {statuses:?}",
-        handled.load(Ordering::Relaxed)
+        "{generated} events generated, {rejected} refused by lambda_http, {handled} handled; statuses {statuses:?}"
     );
+    assert_eq!(handled, cases(), "the runner ran the configured number of cases");
     assert_eq!(
-        handled.load(Ordering::Relaxed),
-        cases(),
-        "every generated case reached the handler"
+        (generated, rejected),
+        (handled, 0),
+        "every generated event reached the handler: lambda_http refused {rejected} of {generated}, so the \
+         generator makes events API Gateway never sends"
     );
     let documented_calls = documented_calls.load(Ordering::Relaxed);
     println!("{documented_calls} of them called a documented operation, each answered with a listed status");

@@ -34,7 +34,7 @@ async fn revalidation_after_the_ttl_is_one_describe_and_no_fetch_when_unchanged(
         .await
         .put_secret_value()
         .secret_id(&arn)
-        .secret_string(with_password(stack, &app, "Pw-next").to_string())
+        .secret_string(with_password(stack, &app, "Pw-next-1").to_string())
         .send()
         .await
         .unwrap();

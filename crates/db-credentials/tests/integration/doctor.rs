@@ -72,7 +72,7 @@ async fn stopped_postgres_is_named_at_the_tcp_stage() {
     let pg = Postgres::start(&PostgresOptions::default()).unwrap();
     let port = pg.port();
     pg.stop_server().unwrap();
-    let secret = serde_json::json!({"username":"u","password":"hunter2-stopped","host":"127.0.0.1","port":port});
+    let secret = serde_json::json!({"username":"u","password":devstack::evidence::secret("hunter2-stopped"),"host":"127.0.0.1","port":port});
     let arn = stack
         .create_secret(&Stack::secret_name("docstopped"), &secret)
         .await
@@ -114,7 +114,7 @@ async fn server_without_tls_is_named_at_the_tls_stage() {
         ..Default::default()
     })
     .unwrap();
-    let secret = serde_json::json!({"username":"u","password":"hunter2-plain","host":"127.0.0.1","port":plain.port()});
+    let secret = serde_json::json!({"username":"u","password":devstack::evidence::secret("hunter2-plain"),"host":"127.0.0.1","port":plain.port()});
     let arn = stack
         .create_secret(&Stack::secret_name("docplain"), &secret)
         .await
@@ -181,7 +181,8 @@ async fn the_binary_reports_ok_as_text_and_json_and_fails_with_exit_1() {
             String::from_utf8_lossy(&out.stderr)
         );
         devstack::evidence::save_log("db-doctor", &all);
-        assert!(!all.contains(&app.password), "password in db-doctor output");
+        let sightings = devstack::capture::secret_sightings(&all, &[&app.password]);
+        assert!(sightings.is_empty(), "password in db-doctor output: {sightings:?}");
     }
 }
 
@@ -193,14 +194,16 @@ async fn dotenv_is_read_only_locally_and_never_overrides_the_environment() {
     let app = stack.create_app("dotenv").await.unwrap();
     let dir = std::env::temp_dir().join(format!("dotenv-{}", devstack::random_token()));
     std::fs::create_dir_all(&dir).unwrap();
+    // A URL carries its password: each is recorded for the leak check.
     let url = |password: &str| {
-        format!(
+        devstack::evidence::secret(format!(
             "postgres://{}:{password}@127.0.0.1:{}/{}",
             app.role,
             stack.postgres.port(),
             app.dbname
-        )
+        ))
     };
+    let other_password = devstack::evidence::secret("Pw-set-in-the-environment");
     std::fs::write(
         dir.join(".env"),
         format!(
@@ -219,14 +222,13 @@ async fn dotenv_is_read_only_locally_and_never_overrides_the_environment() {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        devstack::evidence::save_log("db-doctor", &text);
+        (out.status.code(), text)
     };
     let (code, text) = run(&[]);
     assert_eq!(code, Some(0), "ENVIRONMENT unset means local: .env is read\n{text}");
@@ -236,12 +238,13 @@ async fn dotenv_is_read_only_locally_and_never_overrides_the_environment() {
     let (code, text) = run(&[("ENVIRONMENT", "staging".into())]);
     assert_eq!(code, Some(1), "outside local, .env is not read\n{text}");
     assert!(text.contains("no database credentials configured"), "{text}");
-    let (code, text) = run(&[("DATABASE_URL", url("Pw-set-in-the-environment"))]);
+    let (code, text) = run(&[("DATABASE_URL", url(other_password))]);
     assert_eq!(code, Some(1), "a set variable wins over .env\n{text}");
     assert!(text.contains("password authentication failed"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
+    let sightings = devstack::capture::secret_sightings(&text, &[app.password.as_str(), other_password]);
     assert!(
-        !text.contains(&app.password) && !text.contains("Pw-set-in-the-environment"),
-        "{text}"
+        sightings.is_empty(),
+        "a password reached db-doctor's output: {sightings:?}"
     );
 }

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use db_credentials::{ConnectErrorKind, Database, aws::AwsErrorKind};
-use devstack::{Moto, MotoOptions, Postgres, PostgresOptions, Stack};
+use devstack::{Moto, MotoOptions, Postgres, PostgresOptions, Stack, evidence::secret};
 use serde_json::json;
 
 #[tokio::test]
@@ -28,16 +28,19 @@ async fn access_denied_is_reported_as_access_denied() {
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
         .name(name)
-        .secret_string(r#"{"username":"u","password":"hunter2-guarded"}"#)
+        .secret_string(secret(r#"{"username":"u","password":"hunter2-guarded"}"#))
         .send()
         .await
         .unwrap();
     let policy = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:DescribeSecret","Resource":"*"}]});
-    let (key, secret) = moto.create_iam_user("reader", &policy).unwrap();
+    secret("hunter2-guarded");
+    let (key, secret_key) = moto.create_iam_user("reader", &policy).unwrap();
+    let secret_key = secret(secret_key);
     let mut v = moto.env().into_iter().collect::<db_credentials::config::Vars>();
     v.insert("DB_SECRET_ARN".into(), name.into());
     let config = db_credentials::Config::from_vars(&v).unwrap();
-    let provider = db_credentials::CredentialProvider::with_sdk(config, Some(&moto.sdk_config_as(&key, &secret).await));
+    let provider =
+        db_credentials::CredentialProvider::with_sdk(config, Some(&moto.sdk_config_as(&key, &secret_key).await));
     let err = provider.current().await.unwrap_err();
     assert_eq!(err.aws().map(|e| e.kind), Some(AwsErrorKind::AccessDenied), "{err}");
     assert!(!err.to_string().contains("hunter2"));
@@ -47,6 +50,7 @@ async fn access_denied_is_reported_as_access_denied() {
 async fn malformed_json_and_missing_keys_name_the_secret_and_key() {
     let stack = Stack::shared();
     let sm = sm(stack).await;
+    secret("hunter2-x");
     for (body, needle) in [
         (r#"{"username":"u","password":"hunter2-x""#.to_owned(), "not valid JSON"),
         (r#"{"username":"u","host":"h"}"#.to_owned(), "\"password\""),
@@ -59,7 +63,7 @@ async fn malformed_json_and_missing_keys_name_the_secret_and_key() {
         let name = Stack::secret_name("malformed");
         sm.create_secret()
             .name(&name)
-            .secret_string(&body)
+            .secret_string(secret(&body))
             .send()
             .await
             .unwrap();
@@ -108,11 +112,11 @@ async fn tls_required_by_the_secret_is_never_downgraded() {
         ..Default::default()
     })
     .unwrap();
-    plain.create_role("tlsonly", "Pw-tls-only-1").await.unwrap();
-    let secret =
-        json!({"username":"tlsonly","password":"Pw-tls-only-1","host":"127.0.0.1","port":plain.port(),"ssl":true});
+    let password = secret("Pw-tls-only-1");
+    plain.create_role("tlsonly", password).await.unwrap();
+    let value = json!({"username":"tlsonly","password":password,"host":"127.0.0.1","port":plain.port(),"ssl":true});
     let arn = stack
-        .create_secret(&Stack::secret_name("tlsreq"), &secret)
+        .create_secret(&Stack::secret_name("tlsreq"), &value)
         .await
         .unwrap();
     for sslmode in ["prefer", "require"] {
@@ -128,10 +132,10 @@ async fn tls_required_by_the_secret_is_never_downgraded() {
     let v: db_credentials::config::Vars = [
         (
             "DATABASE_URL",
-            format!(
-                "postgres://tlsonly:Pw-tls-only-1@127.0.0.1:{}/postgres?sslmode=prefer",
+            secret(format!(
+                "postgres://tlsonly:{password}@127.0.0.1:{}/postgres?sslmode=prefer",
                 plain.port()
-            ),
+            )),
         ),
         ("ENVIRONMENT", "production".to_owned()),
     ]
@@ -169,7 +173,8 @@ async fn ca_mismatch_fails_the_handshake_with_a_tls_error() {
 #[tokio::test]
 async fn stopped_postgres_is_reported_unreachable() {
     let pg = Postgres::start(&PostgresOptions::default()).unwrap();
-    pg.create_role("gone", "Pw-gone-1").await.unwrap();
+    let password = secret("Pw-gone-1");
+    pg.create_role("gone", password).await.unwrap();
     pg.stop_server().unwrap();
     let port = pg.port().to_string();
     let ca = pg.ca_cert().display().to_string();
@@ -177,7 +182,7 @@ async fn stopped_postgres_is_reported_unreachable() {
         ("DATABASE_HOST", "127.0.0.1"),
         ("DATABASE_PORT", port.as_str()),
         ("DATABASE_USER", "gone"),
-        ("DATABASE_PASSWORD", "Pw-gone-1"),
+        ("DATABASE_PASSWORD", password),
         ("DB_SSL_ROOT_CERT", ca.as_str()),
     ]
     .into_iter()

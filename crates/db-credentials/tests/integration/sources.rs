@@ -167,7 +167,7 @@ async fn iam_source_makes_a_signed_token_per_connection_and_requires_tls() {
     );
     let provider = provider(stack, &v).await;
     let first = provider.current().await.expect("token");
-    let token = first.password.expose_secret().to_owned();
+    let token = record_iam_token(first.password.expose_secret());
     assert!(
         token.starts_with(&format!("127.0.0.1:{port}/?Action=connect&DBUser=iam_user")),
         "token shape"
@@ -175,6 +175,7 @@ async fn iam_source_makes_a_signed_token_per_connection_and_requires_tls() {
     assert!(token.contains("X-Amz-Signature="));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = provider.current().await.unwrap();
+    record_iam_token(second.password.expose_secret());
     assert_ne!(
         second.password.expose_secret(),
         token,
@@ -221,7 +222,7 @@ async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
         .db_instance_class("db.t3.micro")
         .engine("postgres")
         .master_username("postgres")
-        .master_user_password("Unused-In-This-Test-1")
+        .master_user_password(devstack::evidence::secret("Unused-In-This-Test-1"))
         .allocated_storage(20)
         .send()
         .await
@@ -234,9 +235,14 @@ async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
         .to_owned();
     let name = Stack::secret_name("rdsmanaged");
     let sm = sm(stack).await;
+    for password in ["Pw-rds-managed-unused", "Pw-rds-keyed-unused", "Pw-rds-bare-unused"] {
+        devstack::evidence::record_secret(password);
+    }
     sm.create_secret()
         .name(&name)
-        .secret_string(r#"{"username":"postgres","password":"irrelevant"}"#)
+        .secret_string(devstack::evidence::secret(
+            r#"{"username":"postgres","password":"Pw-rds-managed-unused"}"#,
+        ))
         .tags(
             aws_sdk_secretsmanager::types::Tag::builder()
                 .key("aws:rds:primaryDBInstanceArn")
@@ -258,7 +264,7 @@ async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
     sm.create_secret()
         .name(&keyed)
         .secret_string(format!(
-            r#"{{"username":"u","password":"p","dbInstanceIdentifier":"{id}"}}"#
+            r#"{{"username":"u","password":"Pw-rds-keyed-unused","dbInstanceIdentifier":"{id}"}}"#
         ))
         .send()
         .await
@@ -273,7 +279,9 @@ async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
     let bare = Stack::secret_name("rdsbare");
     sm.create_secret()
         .name(&bare)
-        .secret_string(r#"{"username":"u","password":"p"}"#)
+        .secret_string(devstack::evidence::secret(
+            r#"{"username":"u","password":"Pw-rds-bare-unused"}"#,
+        ))
         .send()
         .await
         .unwrap();
@@ -284,4 +292,14 @@ async fn rds_managed_master_secret_gets_host_and_port_from_the_rds_api() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("has no host") && err.contains("DATABASE_HOST"), "{err}");
+}
+
+/// Records an IAM auth token the provider handed out, and its signature on its own (the part that
+/// would let someone log in), for the leak check.
+fn record_iam_token(token: &str) -> String {
+    devstack::evidence::record_secret(token);
+    if let Some(signature) = token.split("X-Amz-Signature=").nth(1) {
+        devstack::evidence::record_secret(signature.split('&').next().unwrap_or(signature));
+    }
+    token.to_owned()
 }

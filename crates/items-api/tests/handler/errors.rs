@@ -200,7 +200,7 @@ async fn database_down_is_503_with_retry_after_and_no_internal_names() {
     let wrong = stack
         .create_secret(&devstack::Stack::secret_name("wrongpw"), &{
             let mut s = stack.secret_json(&db);
-            s["password"] = "definitely-wrong".into();
+            s["password"] = devstack::evidence::secret("definitely-wrong").into();
             s
         })
         .await

@@ -67,7 +67,7 @@ async fn database_that_never_answers_is_bounded_by_the_connect_timeout() {
             sockets.push(socket);
         }
     });
-    let mut secret = json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": "nobody", "password": "Unused-pw-9"});
+    let mut secret = json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": "nobody", "password": devstack::evidence::secret("Unused-pw-9")});
     secret["dbname"] = json!("postgres");
     let arn = stack
         .create_secret(&Stack::secret_name("silent"), &secret)
