@@ -11,9 +11,9 @@
 //! and items-api's handler with a new database connection per request.
 
 use db_credentials::{
-    Config as DbConfig, ConnectError, CredentialProvider, Database, SslMode, TlsSettings,
+    Config as DbConfig, ConnectError, ConnectErrorKind, CredentialProvider, Database, SslMode, TlsSettings,
     aws::{AwsError, AwsErrorKind},
-    ConnectErrorKind, connect,
+    connect,
 };
 use devstack::{RotationDriver, Stack, StepRunner, rotation_driver::RotationEvent, rotation_driver::Step};
 use items_api::{App, Settings};
