@@ -116,7 +116,9 @@ impl SourceConfig {
     }
 }
 
-/// `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` / `DATABASE_USER` applied over a secret.
+/// `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` applied over a secret. Never the user: a
+/// secret's `username` always wins (with alternating users it changes at every rotation), and
+/// `DATABASE_USER` beside a secret is a configuration error ([`ConfigError::UserOverride`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// Replaces the secret's host.
@@ -125,8 +127,6 @@ pub struct Overrides {
     pub port: Option<u16>,
     /// Replaces the secret's database.
     pub dbname: Option<String>,
-    /// Replaces the secret's user.
-    pub user: Option<String>,
 }
 
 /// Everything the credential layer needs, validated.
@@ -242,8 +242,8 @@ impl Config {
                 .map(|v| parse_port("DATABASE_PORT", v))
                 .transpose()?,
             dbname: get("DATABASE_NAME").map(str::to_owned),
-            user: get("DATABASE_USER").map(str::to_owned),
         };
+        let user = get("DATABASE_USER").map(str::to_owned);
 
         let configured = |kind: SourceKind| match kind {
             SourceKind::SecretsManager => secret_id.is_some(),
@@ -283,6 +283,18 @@ impl Config {
                 })
             }
         };
+        let secret_var = match kind {
+            SourceKind::SecretsManager if get("DB_SECRET_ARN").is_some() => Some("DB_SECRET_ARN"),
+            SourceKind::SecretsManager => Some("DB_SECRET_ID"),
+            SourceKind::Ssm => Some("DB_SSM_PREFIX"),
+            SourceKind::Iam | SourceKind::Url | SourceKind::Env => None,
+        };
+        if let (Some(source_var), Some(_)) = (secret_var, &user) {
+            return Err(ConfigError::UserOverride {
+                chosen: kind,
+                source_var,
+            });
+        }
         let port = overrides.port.unwrap_or(DEFAULT_PORT);
         let dbname = overrides.dbname.clone().unwrap_or_else(|| DEFAULT_DBNAME.to_owned());
         let source = match kind {
@@ -303,7 +315,7 @@ impl Config {
                     host: overrides.host.clone().unwrap_or_default(),
                     port,
                     dbname,
-                    user: overrides.user.clone().unwrap_or_default(),
+                    user: user.clone().unwrap_or_default(),
                 }
             }
             SourceKind::Url => {
@@ -323,7 +335,7 @@ impl Config {
                     host: overrides.host.clone().unwrap_or_default(),
                     port,
                     dbname,
-                    user: overrides.user.clone().unwrap_or_default(),
+                    user: user.clone().unwrap_or_default(),
                     password: SecretString::from(password.unwrap_or_default()),
                 })
             }

@@ -30,7 +30,6 @@ fn auto_takes_the_first_configured_source_and_reports_the_rest() {
         ("DB_SECRET_ARN", "arn:s"),
         ("DATABASE_PASSWORD", "pw"),
         ("DATABASE_HOST", "h"),
-        ("DATABASE_USER", "u"),
     ]))
     .unwrap();
     assert_eq!(c.source.kind(), SourceKind::SecretsManager);
@@ -256,4 +255,44 @@ fn tls_env_is_read_once_for_every_function() {
         matches!(err, ConfigError::Tls(TlsError::PlaintextInProduction { .. })),
         "{err}"
     );
+}
+
+#[test]
+fn database_user_beside_a_secret_is_refused_naming_both() {
+    // With alternating users the secret's user changes at every rotation (app, app_clone, app...):
+    // an override would pair one user with the other's password, and every version would be
+    // refused (design §4).
+    for (source, var, value) in [
+        (
+            "secretsmanager",
+            "DB_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:1:secret:app",
+        ),
+        ("ssm", "DB_SSM_PREFIX", "/app/"),
+    ] {
+        let err = Config::from_vars(&vars(&[(var, value), ("DATABASE_USER", "app")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("DATABASE_USER") && msg.contains(var) && msg.contains(source),
+            "{source}: {msg}"
+        );
+    }
+    // Host, port and database still override a secret's.
+    let c = Config::from_vars(&vars(&[
+        ("DB_SECRET_ARN", "arn:s"),
+        ("DATABASE_HOST", "proxy.internal"),
+        ("DATABASE_PORT", "6432"),
+        ("DATABASE_NAME", "items"),
+    ]))
+    .unwrap();
+    assert_eq!(c.overrides.host.as_deref(), Some("proxy.internal"));
+    assert_eq!(c.overrides.port, Some(6432));
+    assert_eq!(c.overrides.dbname.as_deref(), Some("items"));
+    // The sources whose user is DATABASE_USER keep it.
+    let c = Config::from_vars(&vars(&[
+        ("DB_IAM_AUTH", "true"),
+        ("DATABASE_HOST", "h"),
+        ("DATABASE_USER", "u"),
+    ]));
+    assert!(c.is_ok(), "{c:?}");
 }

@@ -1,5 +1,5 @@
 //! Credentials from a Secrets Manager secret, through the cache; the endpoint from the secret or
-//! the RDS API (kept per version); `DATABASE_HOST`/`PORT`/`NAME`/`USER` over the secret's.
+//! the RDS API (kept per version); `DATABASE_HOST`/`PORT`/`NAME` over the secret's (never the user).
 
 use super::{CredentialError, Credentials, Origin};
 use crate::{
@@ -100,9 +100,6 @@ impl<S: ReadSecrets, R: RdsEndpoints> SecretsManagerSource<S, R> {
             stale: entry.stale,
         };
         let mut creds = Credentials::from_secret(secret, &at, self.tls.settings(Some(secret))?, origin);
-        if let Some(user) = &o.user {
-            creds.user.clone_from(user);
-        }
         if let Some(dbname) = &o.dbname {
             creds.dbname.clone_from(dbname);
         }
