@@ -49,4 +49,4 @@ pub use database::{Database, RecoveryPolicy};
 pub use endpoint::{Endpoint, EndpointError, resolve as resolve_endpoint};
 pub use secret::{DEFAULT_DBNAME, DEFAULT_PORT, DbSecret, SUPPORTED_ENGINES, SecretError};
 pub use source::{CredentialError, CredentialProvider, Credentials, Origin, SourceStatus};
-pub use tls::{Environment, SslMode, TlsEnv, TlsError, TlsSettings};
+pub use tls::{Environment, SYSTEM_ROOT_CERT, SslMode, TlsEnv, TlsError, TlsSettings};

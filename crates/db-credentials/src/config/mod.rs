@@ -340,6 +340,11 @@ impl Config {
                 })
             }
         };
+        // Without a secret nothing can add a root certificate later: check the TLS rules now, so
+        // a verifying mode without a root stops the function at start, not at its first request.
+        if !matches!(source, SourceConfig::SecretsManager { .. }) {
+            tls.settings(None)?;
+        }
         Ok(Self {
             source,
             ignored_sources,
