@@ -44,7 +44,10 @@ mod tls;
 
 pub use cache::{CacheStatus, CachedSecret};
 pub use config::{Config, ConfigError, SourceKind};
-pub use connect::{ConnectError, ConnectErrorKind, Connection, ConnectionInfo, connect, is_auth_error, server_message};
+pub use connect::{
+    ConnectError, ConnectErrorKind, Connection, ConnectionInfo, SessionTarget, connect, connect_to, is_auth_error,
+    server_message,
+};
 pub use database::{Database, RecoveryPolicy};
 pub use endpoint::{Endpoint, EndpointError, resolve as resolve_endpoint};
 pub use secret::{DEFAULT_DBNAME, DEFAULT_PORT, DbSecret, SUPPORTED_ENGINES, SecretError};

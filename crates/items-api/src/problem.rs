@@ -68,6 +68,7 @@ impl From<&DbError> for ApiError {
                 ConnectErrorKind::Timeout => ("the database did not answer in time", 2),
                 ConnectErrorKind::Unreachable => ("the database is unreachable", 5),
                 ConnectErrorKind::Server => ("the database refused the connection", 5),
+                ConnectErrorKind::ReadOnly => ("the database does not accept writes (a failover is in progress)", 1),
             },
             DbError::Setup(_) => ("the database connection could not be prepared", 5),
             DbError::Lost => (

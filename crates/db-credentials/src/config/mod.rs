@@ -17,6 +17,7 @@ pub use vars::{
 };
 
 use crate::{
+    connect::SessionTarget,
     secret::{DEFAULT_DBNAME, DEFAULT_PORT},
     tls::{Environment, SslMode, TlsEnv},
 };
@@ -142,8 +143,13 @@ pub struct Config {
     pub tls: TlsEnv,
     /// `DB_SECRET_TTL_SECS`.
     pub secret_ttl: Duration,
-    /// `DB_CONNECT_TIMEOUT_MS`.
+    /// `DB_CONNECT_TIMEOUT_MS`, or a URL's `connect_timeout`.
     pub connect_timeout: Duration,
+    /// A URL's `application_name`, over the name the function gives its sessions.
+    pub application_name: Option<String>,
+    /// A URL's `target_session_attrs` (`any` when not given). A function that writes asks for a
+    /// writer whatever this says.
+    pub target_session_attrs: SessionTarget,
     /// Variables that look like ours but are not (likely typos), to be logged.
     pub unknown_vars: Vec<String>,
     /// Whether a `.env` file contributed variables.
@@ -213,8 +219,10 @@ impl Config {
         let mut tls = TlsEnv::from_vars(vars)?;
         let secret_ttl = number_var(vars, "DB_SECRET_TTL_SECS", "seconds", 0, 86_400)?
             .map_or(DEFAULT_SECRET_TTL, Duration::from_secs);
-        let connect_timeout =
+        let mut connect_timeout =
             millis_var(vars, "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut application_name = None;
+        let mut target_session_attrs = SessionTarget::Any;
 
         // Password variables: the newer name and the older one must agree when both are set.
         let password = match (vars.get("DATABASE_PASSWORD"), vars.get("DB_PASSWORD")) {
@@ -321,6 +329,10 @@ impl Config {
             SourceKind::Url => {
                 let parsed = url::parse(get("DATABASE_URL").unwrap_or_default())?;
                 tls = tls.overridden(parsed.ssl_mode, parsed.ssl_root_cert)?;
+                // The URL's own parameters win over the variables, as its sslmode does.
+                connect_timeout = parsed.connect_timeout.unwrap_or(connect_timeout);
+                application_name = parsed.application_name;
+                target_session_attrs = parsed.target_session_attrs.unwrap_or_default();
                 SourceConfig::Url(StaticCredentials {
                     host: parsed.host,
                     port: parsed.port,
@@ -352,6 +364,8 @@ impl Config {
             tls,
             secret_ttl,
             connect_timeout,
+            application_name,
+            target_session_attrs,
             unknown_vars: unknown_vars(vars, &["DB_", "DATABASE_"], KNOWN_VARS),
             dotenv_loaded: false,
         })
