@@ -8,6 +8,8 @@
 //!   (which the rotation function extends with its writes), and an exact in-memory model of
 //!   Secrets Manager for unit tests (feature `test-util`).
 //! * [`Endpoint`] and [`resolve_endpoint`]: where a secret's database is (its host, else the RDS API).
+//! * [`pending`]: what a pending version may name (same database; the user or its `_clone`), the
+//!   guard both the rotation's setSecret and the items API's `AWSPENDING` fallback apply.
 //! * [`TlsEnv`] → [`TlsSettings`]: libpq's `sslmode` names on native-tls, decided in one place.
 //! * [`config`]: env read once into a typed [`Config`]; the `auto` source order.
 //! * [`CredentialProvider`]: credentials from Secrets Manager, SSM, RDS IAM, a URL or env; the
@@ -36,6 +38,7 @@ pub mod doctor;
 mod endpoint;
 pub mod logging;
 pub mod metric;
+pub mod pending;
 pub mod rds;
 mod secret;
 pub mod secrets_manager;
@@ -50,6 +53,7 @@ pub use connect::{
 };
 pub use database::{Database, RecoveryPolicy};
 pub use endpoint::{Endpoint, EndpointError, resolve as resolve_endpoint};
+pub use pending::{CloneNameTooLong, PendingMismatch, alternate_username, check_pending};
 pub use secret::{DEFAULT_DBNAME, DEFAULT_PORT, DbSecret, SUPPORTED_ENGINES, SecretError};
 pub use source::{CredentialError, CredentialProvider, Credentials, Origin, SourceStatus};
 pub use tls::{Environment, SYSTEM_ROOT_CERT, SslMode, TlsEnv, TlsError, TlsSettings};
