@@ -15,6 +15,8 @@
 //! * [`CredentialProvider`]: credentials from Secrets Manager, SSM, RDS IAM, a URL or env; the
 //!   Secrets Manager cache (TTL, DescribeSecret revalidation, single flight, stale-on-error).
 //! * [`connect()`] and [`Database`]: one connection, and connecting through a rotation.
+//! * [`Condition`]: what the database did (read-only, shutting down, out of connections…), told
+//!   apart from a statement's own fault by SQLSTATE class.
 //! * [`doctor`]: the staged checks behind the `db-doctor` binary.
 //!
 //! ```no_run
@@ -31,6 +33,7 @@
 
 pub mod aws;
 mod cache;
+mod condition;
 pub mod config;
 mod connect;
 mod database;
@@ -46,6 +49,7 @@ mod source;
 mod tls;
 
 pub use cache::{CacheStatus, CachedSecret};
+pub use condition::Condition;
 pub use config::{Config, ConfigError, SourceKind};
 pub use connect::{
     ConnectError, ConnectErrorKind, Connection, ConnectionInfo, SessionTarget, connect, connect_to, is_auth_error,
