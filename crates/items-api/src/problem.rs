@@ -4,8 +4,8 @@
 //! for server-side failures it says what failed without internal names (hosts, users, secret
 //! ids), which go to the log with the request id instead.
 
-use crate::db::{DbError, connection_lost};
-use db_credentials::ConnectErrorKind;
+use crate::db::DbError;
+use db_credentials::{Condition, ConnectErrorKind};
 use http::{HeaderValue, Response, StatusCode, header};
 use lambda_http::Body;
 use serde_json::json;
@@ -43,15 +43,19 @@ pub enum ApiError {
     /// Body without a JSON content type (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// The database is unreachable or refused the credentials (503).
+    /// A condition of the database or of AWS: unreachable, refusing the credentials, read-only,
+    /// out of connections… (503).
     #[error("{detail}")]
     Unavailable {
         /// What failed, without internal names.
         detail: String,
         /// Seconds the client should wait.
         retry_after: u32,
+        /// The cause, a short name (`read-only`, `too-many-connections`, `credentials-refused`…):
+        /// the problem document's `condition`, and the `cause` of the request's log line.
+        cause: &'static str,
     },
-    /// A bug or an unexpected database error (500).
+    /// A bug: a statement that failed while the database was fine (500).
     #[error("internal error")]
     Internal,
 }
@@ -60,44 +64,86 @@ pub enum ApiError {
 /// logged with the request id).
 impl From<&DbError> for ApiError {
     fn from(e: &DbError) -> Self {
-        let (detail, retry_after) = match e {
-            DbError::Connect(c) => match c.kind {
-                ConnectErrorKind::Authentication => ("the database refused the service's credentials", 2),
-                ConnectErrorKind::Credentials => ("the database credentials could not be read", 2),
-                ConnectErrorKind::Tls => ("the TLS connection to the database failed", 30),
-                ConnectErrorKind::Timeout => ("the database did not answer in time", 2),
-                ConnectErrorKind::Unreachable => ("the database is unreachable", 5),
-                ConnectErrorKind::Server => ("the database refused the connection", 5),
-                ConnectErrorKind::ReadOnly => ("the database does not accept writes (a failover is in progress)", 1),
-            },
-            DbError::Setup(_) => ("the database connection could not be prepared", 5),
-            DbError::Lost => (
-                "the database connection was lost; the request may not have been applied",
+        let (detail, retry_after, cause): (String, u32, &'static str) = match (e, e.condition()) {
+            (DbError::Lost, _) => (
+                "the database connection was lost after the request was sent; it may or may not have been applied"
+                    .into(),
                 1,
+                "outcome-unknown",
             ),
-            DbError::Timeout => ("the database did not answer in time", 2),
-            DbError::Query(_) => ("the database connection failed", 1),
+            (DbError::Timeout, _) => ("the database did not answer in time".into(), 2, "timeout"),
+            (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Authentication => (
+                "the database refused the service's credentials".into(),
+                2,
+                "credentials-refused",
+            ),
+            (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Credentials => (
+                "the database credentials could not be read".into(),
+                2,
+                "credentials-unavailable",
+            ),
+            (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Tls => {
+                ("the TLS connection to the database failed".into(), 30, "tls")
+            }
+            (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Timeout => {
+                ("the database did not answer in time".into(), 2, "timeout")
+            }
+            (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Unreachable => {
+                ("the database is unreachable".into(), 2, "unreachable")
+            }
+            (_, Some(condition)) => (condition_detail(condition), retry_after(condition), condition.as_str()),
+            (DbError::Setup(_), None) => ("the database connection could not be prepared".into(), 5, "setup"),
+            (DbError::Connect(_) | DbError::Query(_), None) => {
+                ("the database refused the connection".into(), 5, "refused")
+            }
         };
         Self::Unavailable {
-            detail: detail.to_owned(),
+            detail,
             retry_after,
+            cause,
         }
     }
 }
 
+fn condition_detail(condition: Condition) -> String {
+    let sqlstate = match condition {
+        Condition::ReadOnly => " (SQLSTATE 25006)",
+        Condition::TooManyConnections => " (SQLSTATE 53300)",
+        Condition::InsufficientPrivilege => " (SQLSTATE 42501)",
+        Condition::CannotConnectNow => " (SQLSTATE 57P03)",
+        _ => "",
+    };
+    format!("{}{sqlstate}", condition.describe())
+}
+
+fn retry_after(condition: Condition) -> u32 {
+    match condition {
+        // A failover: a writer is usually reachable again within seconds.
+        Condition::ReadOnly | Condition::ShuttingDown | Condition::ConnectionLost | Condition::CannotConnectNow => 1,
+        Condition::TooManyConnections | Condition::RolledBack | Condition::Canceled => 2,
+        Condition::InsufficientResources => 10,
+        // Not transient: an operator has to act.
+        Condition::InsufficientPrivilege | Condition::ServerFault => 30,
+    }
+}
+
 impl ApiError {
-    /// The answer to a failed database operation, logged: a 503 for a condition of the database,
-    /// a 500 for a statement that failed on a live connection (our own defect).
+    /// The answer to a failed database operation, logged: a 500 for a statement that failed while
+    /// the database was fine (our own defect), a 503 for anything the database or AWS did.
     pub fn from_db(e: DbError) -> Self {
-        match &e {
-            DbError::Query(q) if !connection_lost(q) => {
-                tracing::error!(error = %e, "unexpected database error");
-                Self::Internal
-            }
-            _ => {
-                tracing::error!(error = %e, "database unavailable");
-                Self::from(&e)
-            }
+        if e.is_defect() {
+            tracing::error!(error = %e, "unexpected database error");
+            return Self::Internal;
+        }
+        tracing::error!(error = %e, condition = e.condition().map_or("-", Condition::as_str), "database unavailable");
+        Self::from(&e)
+    }
+
+    /// The cause of a 503, for the request's log line.
+    pub fn cause(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable { cause, .. } => Some(cause),
+            _ => None,
         }
     }
 
@@ -121,7 +167,7 @@ impl ApiError {
             Self::Internal => format!("an unexpected error occurred; quote request id {request_id} when reporting it"),
             other => other.to_string(),
         };
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
@@ -129,6 +175,10 @@ impl ApiError {
             "instance": instance,
             "request_id": request_id,
         });
+        if let Self::Unavailable { cause, .. } = &self {
+            // An RFC 9457 extension member: what the database did, for clients and dashboards.
+            body["condition"] = json!(cause);
+        }
         let mut response = Response::new(Body::Text(body.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
