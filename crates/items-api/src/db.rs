@@ -249,15 +249,6 @@ impl SharedConnection {
         }
     }
 
-    /// Until when the environment will not try to connect, if it is backing off.
-    pub async fn backing_off_for(&self) -> Option<Duration> {
-        let connects = self.connects.lock().await;
-        connects
-            .not_before
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
-    }
-
     /// A usable connection: the shared one if it is alive and a writer, else a new one, waiting
     /// for the environment's backoff only until `deadline` (`None`: not at all).
     ///
@@ -574,5 +565,29 @@ fn role_of(condition: Condition) -> &'static str {
         Condition::ConnectionLost => "unreachable",
         Condition::TooManyConnections => "no-free-connections",
         _ => "writer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_equal_jitter() {
+        let p = RetryPolicy::default();
+        for failures in 1..=20 {
+            let step = (p.first_backoff * 2u32.pow((failures - 1).min(10))).min(p.max_backoff);
+            for _ in 0..50 {
+                let pause = p.backoff(failures);
+                assert!(
+                    pause >= step / 2 && pause <= step,
+                    "{failures}: {pause:?} outside [{:?}, {step:?}]",
+                    step / 2
+                );
+            }
+        }
+        // Jitter: environments that failed together do not come back together.
+        let pauses: std::collections::BTreeSet<Duration> = (0..20).map(|_| p.backoff(3)).collect();
+        assert!(pauses.len() > 1);
     }
 }

@@ -193,6 +193,27 @@ async fn a_session_turned_read_only_is_discarded_and_writes_are_503() {
         sessions, 0,
         "the read-only session is discarded, and no new one is kept"
     );
+    // /health/db says why: the writer this environment had is gone, and what is there instead.
+    let health = app
+        .handle(request(Flavor::HttpV2, &Req::new("GET", "/health/db"), "ro"))
+        .await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let h = body_json(&health);
+    assert_eq!(
+        (h["failover"].as_bool(), h["role"].as_str()),
+        (Some(true), Some("read-only")),
+        "{h}"
+    );
+    assert!(h["since_last_writer_ms"].as_u64().is_some(), "{h}");
     set_read_only(false).await;
     assert_eq!(post("after").await.status(), StatusCode::CREATED);
+    let health = app
+        .handle(request(Flavor::HttpV2, &Req::new("GET", "/health/db"), "ro"))
+        .await;
+    let h = body_json(&health);
+    assert_eq!(
+        (h["failover"].as_bool(), h["role"].as_str()),
+        (Some(false), Some("writer")),
+        "{h}"
+    );
 }
