@@ -318,16 +318,23 @@ impl SharedConnection {
         }
         let client = &live.store.connection().client;
         let ping = tokio::time::timeout(IDLE_PING_TIMEOUT, client.simple_query("")).await;
-        if matches!(ping, Ok(Ok(_))) && !live.store.connection().is_read_only() {
-            live.touch();
-            return Some(live);
+        if !matches!(ping, Ok(Ok(_))) {
+            tracing::info!(
+                idle_ms = live.idle().as_millis() as u64,
+                "idle database connection is dead; reconnecting"
+            );
+            self.discard(&live, Condition::ConnectionLost).await;
+            return None;
         }
-        tracing::info!(
-            idle_ms = live.idle().as_millis() as u64,
-            "idle database connection is dead; reconnecting"
-        );
-        self.discard(&live, Condition::ConnectionLost).await;
-        None
+        // The ping is the idle session's first statement since a possible reload: a demoted node
+        // reports itself read-only in its answer.
+        if live.store.connection().is_read_only() {
+            tracing::warn!("the database reported this session read-only; discarding it");
+            self.discard(&live, Condition::ReadOnly).await;
+            return None;
+        }
+        live.touch();
+        Some(live)
     }
 
     /// The shared connection unless it is closed or on a node that turned read-only.
