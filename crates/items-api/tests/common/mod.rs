@@ -56,6 +56,20 @@ fn settings(vars: &Vars, retry: RetryPolicy) -> Settings {
     }
 }
 
+/// Variables for an App reaching `db` through a `DATABASE_URL` (no AWS calls: for tests about the
+/// database, not the secret), on `port` (the shared server's when `None`).
+pub fn url_vars(stack: &Stack, db: &AppDatabase, port: Option<u16>) -> Vars {
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}?sslmode=verify-full&sslrootcert={}",
+        db.role,
+        db.password,
+        port.unwrap_or_else(|| stack.postgres.port()),
+        db.dbname,
+        stack.postgres.ca_cert().display()
+    );
+    [("DATABASE_URL".to_owned(), url)].into_iter().collect()
+}
+
 /// A retry budget of one second, for tests that expect a 503 when it runs out.
 pub fn short_retry() -> RetryPolicy {
     RetryPolicy {

@@ -4,6 +4,7 @@
 use crate::common::{events::*, *};
 use devstack::{Postgres, PostgresOptions, Stack};
 use http::StatusCode;
+use items_api::db::RetryPolicy;
 use std::time::Duration;
 
 /// Asserts a 503 naming `condition`, with `Retry-After`, and returns the problem document.
@@ -39,20 +40,21 @@ async fn role_sessions(stack: &Stack, role: &str) -> i64 {
 #[tokio::test]
 async fn privileges_revoked_mid_life_are_503_not_500() {
     let stack = Stack::shared();
-    let f = fixture("revoked", &[]).await;
-    let get = || f.app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "rv"));
+    let db = stack.create_app("revoked").await.unwrap();
+    let app = app_for(&url_vars(stack, &db, None), RetryPolicy::default()).await;
+    let get = || app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "rv"));
     assert_eq!(get().await.status(), StatusCode::OK);
     stack
         .postgres
-        .admin_on(&f.db.dbname)
+        .admin_on(&db.dbname)
         .await
         .unwrap()
-        .batch_execute(&format!("REVOKE SELECT ON items FROM {}", f.db.role))
+        .batch_execute(&format!("REVOKE SELECT ON items FROM {}", db.role))
         .await
         .unwrap();
     let p = assert_unavailable(&get().await, "insufficient-privilege", "SELECT revoked");
     assert!(p["detail"].as_str().unwrap().contains("privilege"), "{p}");
-    assert!(!p.to_string().contains(&f.db.role), "no internal names: {p}");
+    assert!(!p.to_string().contains(&db.role), "no internal names: {p}");
 }
 
 #[tokio::test]
@@ -68,11 +70,7 @@ async fn no_free_connection_slot_is_503_naming_the_condition() {
         .batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", db.role))
         .await
         .unwrap();
-    let arn = stack
-        .create_secret(&Stack::secret_name("nslots"), &stack.secret_json(&db))
-        .await
-        .unwrap();
-    let app = app_with_retry(stack, &vars(stack, &arn, &[]), short_retry()).await;
+    let app = app_for(&url_vars(stack, &db, None), short_retry()).await;
     let resp = app
         .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "ns"))
         .await;
@@ -83,11 +81,11 @@ async fn no_free_connection_slot_is_503_naming_the_condition() {
 #[tokio::test]
 async fn a_session_ended_mid_statement_is_discarded_and_the_request_retried() {
     let stack = Stack::shared();
-    let f = fixture("ended", &[]).await;
-    let admin = stack.postgres.admin_on(&f.db.dbname).await.unwrap();
+    let db = stack.create_app("ended").await.unwrap();
+    let app = app_for(&url_vars(stack, &db, None), RetryPolicy::default()).await;
+    let admin = stack.postgres.admin_on(&db.dbname).await.unwrap();
     assert_eq!(
-        f.app
-            .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "e"))
+        app.handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "e"))
             .await
             .status(),
         StatusCode::OK
@@ -105,14 +103,14 @@ async fn a_session_ended_mid_statement_is_discarded_and_the_request_retried() {
             .batch_execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
             .await
             .unwrap();
-        let app = &f.app;
+        let app = &app;
         let answer = async move { app.handle(request(Flavor::HttpV2, &req, "e")).await };
         let end_it = async {
             loop {
                 let waiting: i64 = admin
                     .query_one(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock'",
-                        &[&f.db.role],
+                        &[&db.role],
                     )
                     .await
                     .unwrap()
@@ -134,7 +132,7 @@ async fn a_session_ended_mid_statement_is_discarded_and_the_request_retried() {
         .get(0);
     assert_eq!(count, 1, "the refused INSERT was sent again and applied once");
     assert_eq!(
-        role_sessions(stack, &f.db.role).await,
+        role_sessions(stack, &db.role).await,
         1,
         "the ended session was replaced, once"
     );

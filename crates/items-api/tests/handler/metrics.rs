@@ -43,11 +43,7 @@ async fn credential_metrics_are_flushed_as_emf() {
         .batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", db.role))
         .await
         .unwrap();
-    let arn = stack
-        .create_secret(&devstack::Stack::secret_name("emfnoslot"), &stack.secret_json(&db))
-        .await
-        .unwrap();
-    let app = app_with_retry(stack, &vars(stack, &arn, &[]), short_retry()).await;
+    let app = app_for(&url_vars(stack, &db, None), short_retry()).await;
     let resp = app
         .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "m"))
         .await;

@@ -10,10 +10,12 @@ async fn behind_proxy(prefix: &str) -> (items_api::App, DropProxy, devstack::App
     let stack = Stack::shared();
     let proxy = DropProxy::start(stack.postgres.port()).await;
     let db = stack.create_app(prefix).await.unwrap();
-    let mut secret = stack.secret_json(&db);
-    secret["port"] = proxy.port.into();
-    let arn = stack.create_secret(&Stack::secret_name(prefix), &secret).await.unwrap();
-    (app_with(stack, &vars(stack, &arn, &[])).await, proxy, db)
+    let app = app_for(
+        &url_vars(stack, &db, Some(proxy.port)),
+        items_api::db::RetryPolicy::default(),
+    )
+    .await;
+    (app, proxy, db)
 }
 
 async fn rows(db: &devstack::AppDatabase, sql: &str) -> i64 {
