@@ -67,11 +67,14 @@ test-pg18: deps
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE) DEVSTACK_POSTGRES=18 DEVSTACK_MASTER=rds \
 	  cargo test --workspace --no-fail-fast --test integration
 
-# The long variants of the proofs: 100 rotations per strategy under load, 20,000 property cases.
+# The long variants of the proofs: 100 rotations per strategy under load, 10 failovers back to
+# back under load, 20,000 property cases.
 soak: deps
 	rm -rf $(EVIDENCE)-soak
 	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE)-soak E2E_ROTATIONS=100 E2E_CLIENTS=8 \
 	  cargo test --workspace --test rotation_under_load -- --nocapture
+	DEVSTACK_EVIDENCE_DIR=$(EVIDENCE)-soak E2E_FAILOVERS=10 \
+	  cargo test --workspace --test failover -- --nocapture a_failover_under_load
 	ITEMS_PROPERTY_CASES=20000 cargo test --workspace --test properties -- --nocapture
 	cargo run -q --bin devstack -- leak-check $(EVIDENCE)-soak --manifest $(MANIFEST) --suite e2e.rotation_under_load
 

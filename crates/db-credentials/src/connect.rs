@@ -8,9 +8,28 @@ use crate::{
 use secrecy::ExposeSecret;
 use std::{
     fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::error::SqlState;
+
+/// What a new session must be, as libpq's `target_session_attrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub enum SessionTarget {
+    /// Any server that accepts the login (libpq's `any`).
+    #[default]
+    Any,
+    /// A server that accepts writes (libpq's `read-write`): not a standby, and not read-only by
+    /// `default_transaction_read_only` (a demoted primary). Otherwise the session is closed and
+    /// the connect fails with [`ConnectErrorKind::ReadOnly`].
+    ReadWrite,
+}
 
 /// A live connection: the client plus what it was made with.
 pub struct Connection {
@@ -18,6 +37,17 @@ pub struct Connection {
     pub client: tokio_postgres::Client,
     /// How it was made.
     pub info: ConnectionInfo,
+    read_only: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Whether the server has reported this session read-only since it was opened: a standby, or
+    /// `default_transaction_read_only` turned on by a reload (a demoted primary after a failover).
+    /// Servers from 14 on report both settings as they change (as they do for libpq's
+    /// `target_session_attrs`); older ones never set this.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for Connection {
@@ -66,6 +96,9 @@ pub enum ConnectErrorKind {
     Unreachable,
     /// The server refused for another reason (too many connections, starting up, database missing…).
     Server,
+    /// A writer was asked for ([`SessionTarget::ReadWrite`]) and the server does not accept writes:
+    /// a standby, or a primary made read-only (demoted in a failover). The session was closed.
+    ReadOnly,
 }
 
 /// A failed connect. Names user, host and credential source; never a password.
@@ -148,6 +181,23 @@ pub async fn connect(
     timeout: Duration,
     application_name: &str,
 ) -> Result<Connection, ConnectError> {
+    connect_to(creds, timeout, application_name, SessionTarget::Any).await
+}
+
+/// [`connect`] to a server that is what `target` asks for. With [`SessionTarget::ReadWrite`] a
+/// session on a server that does not accept writes is closed and the connect fails with
+/// [`ConnectErrorKind::ReadOnly`], as libpq's `target_session_attrs=read-write` does: from the
+/// settings the server reports at login (`in_hot_standby`, `default_transaction_read_only`, 14 and
+/// later), else with `SHOW transaction_read_only`.
+///
+/// # Errors
+/// [`ConnectError`] with the failure classified.
+pub async fn connect_to(
+    creds: &Credentials,
+    timeout: Duration,
+    application_name: &str,
+    target: SessionTarget,
+) -> Result<Connection, ConnectError> {
     let started = Instant::now();
     let connector = creds
         .tls
@@ -177,11 +227,33 @@ pub async fn connect(
         Ok(Err(e)) => return Err(classify(creds, &e)),
         Ok(Ok(pair)) => pair,
     };
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection ended");
+    let reported = reported_read_only(&connection);
+    let read_only = Arc::new(AtomicBool::new(reported.is_some()));
+    tokio::spawn(drive(connection, Arc::clone(&read_only)));
+    if target == SessionTarget::ReadWrite {
+        let why = match reported {
+            Some(why) => Some(why),
+            None => {
+                let rows = client
+                    .simple_query("SHOW transaction_read_only")
+                    .await
+                    .map_err(|e| classify(creds, &e))?;
+                let on = rows.iter().any(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("on"),
+                    _ => false,
+                });
+                on.then_some("transaction_read_only is on")
+            }
+        };
+        if let Some(why) = why {
+            return Err(ConnectError::new(
+                creds,
+                ConnectErrorKind::ReadOnly,
+                Some(SqlState::READ_ONLY_SQL_TRANSACTION),
+                format!("the server does not accept writes ({why}); a writer was asked for"),
+            ));
         }
-    });
+    }
     let tls_in_use = match creds.tls.mode {
         SslMode::Disable => false,
         SslMode::Prefer => {
@@ -195,6 +267,7 @@ pub async fn connect(
     };
     Ok(Connection {
         client,
+        read_only,
         info: ConnectionInfo {
             user: creds.user.clone(),
             host: creds.host.clone(),
@@ -207,6 +280,42 @@ pub async fn connect(
             opened_at: Instant::now(),
         },
     })
+}
+
+/// Why the server says, in the settings it reports, that it does not accept writes (14 and later
+/// report both at login and again when a reload changes them).
+fn reported_read_only<S, T>(connection: &tokio_postgres::Connection<S, T>) -> Option<&'static str>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if connection.parameter("in_hot_standby") == Some("on") {
+        Some("a standby in recovery")
+    } else if connection.parameter("default_transaction_read_only") == Some("on") {
+        Some("default_transaction_read_only is on, as on a demoted primary")
+    } else {
+        None
+    }
+}
+
+/// Runs the connection, and raises `read_only` as soon as the server reports the session read-only
+/// (a reload on a demoted primary sends the new setting before the next answer).
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, read_only: Arc<AtomicBool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let ended = std::future::poll_fn(|cx| {
+        let poll = Pin::new(&mut connection).poll(cx);
+        if reported_read_only(&connection).is_some() {
+            read_only.store(true, Ordering::Relaxed);
+        }
+        poll
+    })
+    .await;
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "database connection ended");
+    }
 }
 
 /// Whether an error is the server refusing credentials. 28000 is also what RDS Proxy answers

@@ -4,7 +4,7 @@
 //! and in time, so a genuinely wrong password fails fast with a useful error.
 
 use crate::{
-    connect::{ConnectError, Connection, connect},
+    connect::{ConnectError, Connection, SessionTarget, connect_to},
     metric,
     rds::{RdsApi, RdsEndpoints},
     secrets_manager::{ReadSecrets, SdkSecrets},
@@ -38,17 +38,36 @@ impl Default for RecoveryPolicy {
 pub struct Database<S = SdkSecrets, R = RdsApi> {
     provider: CredentialProvider<S, R>,
     application_name: String,
+    target: SessionTarget,
     policy: RecoveryPolicy,
 }
 
 impl<S: ReadSecrets, R: RdsEndpoints> Database<S, R> {
-    /// A database reached through `provider`; `application_name` shows in `pg_stat_activity`.
+    /// A database reached through `provider`; `application_name` shows in `pg_stat_activity`
+    /// (a `DATABASE_URL`'s `application_name` wins over it).
     pub fn new(provider: CredentialProvider<S, R>, application_name: &str) -> Self {
+        let config = provider.config();
         Self {
+            application_name: config
+                .application_name
+                .clone()
+                .unwrap_or_else(|| application_name.to_owned()),
+            target: config.target_session_attrs,
             provider,
-            application_name: application_name.to_owned(),
             policy: RecoveryPolicy::default(),
         }
+    }
+
+    /// Asks every new session to be at least `target` (a function that writes asks for
+    /// [`SessionTarget::ReadWrite`]; configuration may ask for it too, never for less).
+    pub fn with_target(mut self, target: SessionTarget) -> Self {
+        self.target = self.target.max(target);
+        self
+    }
+
+    /// What every new session must be.
+    pub fn target(&self) -> SessionTarget {
+        self.target
     }
 
     /// Replaces the recovery limits.
@@ -171,7 +190,7 @@ impl<S: ReadSecrets, R: RdsEndpoints> Database<S, R> {
 
     async fn try_connect(&self, creds: &Credentials) -> Result<Connection, ConnectError> {
         let timeout = self.provider.config().connect_timeout;
-        match connect(creds, timeout, &self.application_name).await {
+        match connect_to(creds, timeout, &self.application_name, self.target).await {
             Ok(conn) => {
                 metrics::counter!(metric::DATABASE_CONNECTS).increment(1);
                 Ok(conn)

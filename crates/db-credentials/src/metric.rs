@@ -24,10 +24,13 @@ pub const DATABASE_CONNECTS: &str = "DatabaseConnects";
 pub const DATABASE_CONNECT_ERRORS: &str = "DatabaseConnectErrors";
 /// Requests items-api answered 503 (a condition of the database or of AWS), whatever the cause.
 pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
-/// Connects the database refused for want of connection slots (SQLSTATE 53300), after backing off.
+/// Connects the database refused for want of connection slots (SQLSTATE 53300). items-api makes at
+/// most one per execution environment per backoff step.
 pub const CONNECTIONS_EXHAUSTED: &str = "ConnectionsExhausted";
-/// Times a session was found on a node that is no longer the writer (read-only, shut down) and a
-/// writer was looked for through the endpoint.
+/// Times an execution environment lost its writer: its session turned read-only or was shut down,
+/// or broke and the endpoint did not lead to a writer again at once. Once per loss, until a writer
+/// is reached again through the endpoint.
 pub const FAILOVERS_DETECTED: &str = "FailoversDetected";
-/// Time from detecting a failover to the first session on a writer, in milliseconds.
+/// Time from the first sign of a lost writer to the first session on the new writer, in
+/// milliseconds.
 pub const TIME_TO_WRITER_MS: &str = "TimeToWriterMs";

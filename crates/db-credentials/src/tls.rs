@@ -3,7 +3,9 @@
 //!
 //! tokio-postgres itself only knows disable/prefer/require; verification is the connector's job.
 //! So `verify-full` is `require` plus a connector that checks chain and hostname, `verify-ca` skips
-//! the hostname, and plain `require` encrypts without verifying, exactly as libpq does.
+//! the hostname, and plain `require` encrypts without verifying, exactly as libpq does. As in
+//! libpq, `verify-ca` and `verify-full` need a root certificate (a file, or `system` for the
+//! operating system's store, which libpq 16+ allows with `verify-full` only).
 
 use crate::secret::DbSecret;
 use native_tls::{Certificate, TlsConnector};
@@ -101,7 +103,9 @@ impl TlsEnv {
             }
         }
         self.refuse_plaintext(Some(mode))?;
-        Ok(TlsSettings { mode, root_cert })
+        let settings = TlsSettings { mode, root_cert };
+        settings.check()?;
+        Ok(settings)
     }
 
     pub(crate) fn refuse_plaintext(&self, mode: Option<SslMode>) -> Result<(), TlsError> {
@@ -173,6 +177,24 @@ pub enum TlsError {
         /// The refused mode.
         mode: SslMode,
     },
+    /// `verify-ca` or `verify-full` without a root certificate to verify against.
+    #[error(
+        "DB_SSLMODE={mode} verifies the server's certificate and needs a root certificate: set DB_SSL_ROOT_CERT to a CA bundle file (or to \"system\" for the operating system's trust store, with verify-full only), or ssl_cert_path in the secret"
+    )]
+    NoRootCert {
+        /// The verifying mode.
+        mode: SslMode,
+    },
+    /// `DB_SSL_ROOT_CERT=system` with a mode weaker than `verify-full` (refused as libpq 16+ does:
+    /// the operating system trusts every public CA, so without the host-name check any certificate
+    /// issued for any name would pass).
+    #[error(
+        "DB_SSL_ROOT_CERT=system (the operating system's trust store) needs DB_SSLMODE=verify-full, as in libpq; with {mode} a certificate any public CA issued for any name would be accepted"
+    )]
+    WeakModeWithSystemRoots {
+        /// The refused mode.
+        mode: SslMode,
+    },
     /// The secret says `ssl: true` while `DB_SSLMODE=disable`.
     #[error("the secret says ssl=true but DB_SSLMODE=disable; TLS is mandatory for this database")]
     SecretRequiresTls,
@@ -195,17 +217,39 @@ pub enum TlsError {
     Connector(String),
 }
 
+/// libpq's keyword for the operating system's trust store in `sslrootcert` (a file of that name
+/// is written `./system`).
+pub const SYSTEM_ROOT_CERT: &str = "system";
+
 /// The TLS decision for one set of credentials: mode plus optional root certificate file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsSettings {
     /// The effective mode.
     pub mode: SslMode,
-    /// PEM file of trusted roots (the RDS global bundle holds many; all are trusted). When set,
-    /// the system store is not used.
+    /// PEM file of trusted roots (the RDS global bundle holds many; all are trusted), or
+    /// [`SYSTEM_ROOT_CERT`] for the operating system's store. With a file, the system store is not
+    /// used. `verify-ca` and `verify-full` need one.
     pub root_cert: Option<PathBuf>,
 }
 
 impl TlsSettings {
+    /// Whether the roots are the operating system's (`DB_SSL_ROOT_CERT=system`).
+    pub fn system_roots(&self) -> bool {
+        self.root_cert.as_deref() == Some(std::path::Path::new(SYSTEM_ROOT_CERT))
+    }
+
+    /// libpq's rules on roots: a verifying mode needs one, and the system store only with
+    /// `verify-full`.
+    fn check(&self) -> Result<(), TlsError> {
+        match (&self.root_cert, self.mode) {
+            (None, mode @ (SslMode::VerifyCa | SslMode::VerifyFull)) => Err(TlsError::NoRootCert { mode }),
+            (Some(_), mode) if self.system_roots() && mode != SslMode::VerifyFull => {
+                Err(TlsError::WeakModeWithSystemRoots { mode })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a connection made with these settings is certain to be encrypted.
     pub fn requires_tls(&self) -> bool {
         self.mode >= SslMode::Require
@@ -246,8 +290,12 @@ impl TlsSettings {
     /// # Errors
     /// [`TlsError`] when the CA file is unreadable or empty.
     pub fn native_connector(&self) -> Result<TlsConnector, TlsError> {
+        // Settings made by hand (not by `TlsEnv::settings`) get the same rules: never a silent
+        // fall-back to the built-in store without a host-name check.
+        self.check()?;
         let mut builder = TlsConnector::builder();
         let roots = match &self.root_cert {
+            Some(_) if self.system_roots() => None,
             Some(path) => Some(load_roots(path)?),
             None => None,
         };
@@ -258,7 +306,7 @@ impl TlsSettings {
             SslMode::Prefer => {
                 builder.danger_accept_invalid_certs(true);
             }
-            SslMode::Require if roots.is_none() => {
+            SslMode::Require if self.root_cert.is_none() => {
                 builder.danger_accept_invalid_certs(true);
             }
             SslMode::Require | SslMode::VerifyCa => {
@@ -371,6 +419,53 @@ mod tests {
         assert_eq!(
             resolve(Some(SslMode::Disable), None, Some(false), Local).unwrap().mode,
             SslMode::Disable
+        );
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_certificate_as_in_libpq() {
+        // Without a root, verify-ca used to trust the built-in store and skip the host name: any
+        // publicly trusted certificate, for any domain, was accepted.
+        for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            let err = resolve(Some(mode), None, None, Local).unwrap_err();
+            assert!(matches!(err, TlsError::NoRootCert { .. }), "{mode}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains("DB_SSL_ROOT_CERT") && msg.contains(mode.as_str()), "{msg}");
+            let direct = TlsSettings { mode, root_cert: None };
+            assert!(
+                matches!(direct.native_connector(), Err(TlsError::NoRootCert { .. })),
+                "{mode}: the connector refuses too"
+            );
+        }
+        assert_eq!(
+            resolve(Some(SslMode::Require), None, None, Local).unwrap().mode,
+            SslMode::Require,
+            "require encrypts without verifying, as in libpq"
+        );
+    }
+
+    #[test]
+    fn system_means_the_os_store_and_only_with_verify_full() {
+        let system = resolve(Some(SslMode::VerifyFull), Some("system"), None, Local).unwrap();
+        assert!(system.system_roots());
+        assert!(system.native_connector().is_ok(), "no file is read for `system`");
+        assert_eq!(
+            resolve(None, Some("system"), None, Local).unwrap().mode,
+            SslMode::VerifyFull,
+            "libpq 16+: sslrootcert=system makes verify-full the default"
+        );
+        for weak in [SslMode::VerifyCa, SslMode::Require, SslMode::Prefer, SslMode::Disable] {
+            let err = resolve(Some(weak), Some("system"), None, Local).unwrap_err();
+            assert!(
+                matches!(err, TlsError::WeakModeWithSystemRoots { mode } if mode == weak),
+                "{weak}: {err}"
+            );
+            assert!(err.to_string().contains("verify-full"), "{err}");
+        }
+        let file = resolve(Some(SslMode::VerifyFull), Some("./system"), None, Local).unwrap();
+        assert!(
+            !file.system_roots(),
+            "a file named system is written ./system, as in libpq"
         );
     }
 

@@ -1,7 +1,7 @@
 //! The request handler: route, validate, run, answer, log one line.
 
 use crate::{
-    db::{Retry, SharedConnection},
+    db::{Retry, RetryPolicy, SharedConnection},
     health,
     item::ItemInput,
     json_response,
@@ -27,6 +27,9 @@ pub struct Settings {
     /// Open a new database connection for every request. For tests that must exercise the
     /// credential path on every request (rotation under load); never useful in production.
     pub fresh_connection_per_request: bool,
+    /// How long and how often a request waits for the database (the default in production; tests
+    /// in process may shorten it).
+    pub retry: RetryPolicy,
 }
 
 impl Settings {
@@ -42,6 +45,7 @@ impl Settings {
                 "ITEMS_API_FRESH_CONNECTION_PER_REQUEST",
                 false,
             )?,
+            retry: RetryPolicy::default(),
         })
     }
 }
@@ -55,7 +59,7 @@ impl App {
     /// The application over `database`.
     pub fn new(database: Database, settings: Settings) -> Self {
         Self {
-            db: SharedConnection::new(database, settings.fresh_connection_per_request),
+            db: SharedConnection::new(database, settings.retry, settings.fresh_connection_per_request),
         }
     }
 
@@ -77,9 +81,17 @@ impl App {
             Ok(route) => self.dispatch(route, &req, prefix).await,
             Err(e) => Err(e),
         };
+        let mut cause = None;
         let mut response = result.unwrap_or_else(|e| {
+            cause = e.cause();
             if e.status().is_server_error() {
-                tracing::warn!(request_id = %request_id, status = e.status().as_u16(), detail = %e, "request failed");
+                tracing::warn!(
+                    request_id = %request_id,
+                    status = e.status().as_u16(),
+                    cause = cause.unwrap_or("defect"),
+                    detail = %e,
+                    "request failed"
+                );
             }
             e.into_response(truncate(&raw_path, 200), &request_id)
         });
@@ -94,6 +106,7 @@ impl App {
             method = %req.method(),
             route = template,
             status = response.status().as_u16(),
+            cause = cause.unwrap_or("-"),
             latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             "request"
         );
@@ -157,12 +170,16 @@ impl App {
                     .ok_or_else(|| not_found(id))
             }
             Route::DeleteItem(id) => {
-                let deleted = self
+                let done = self
                     .db
-                    .run(Retry::Idempotent, |live| async move { live.store.delete(id).await })
+                    .run_tracked(Retry::Idempotent, |live| async move { live.store.delete(id).await })
                     .await
                     .map_err(ApiError::from_db)?;
-                if !deleted {
+                // DELETE is idempotent: 204 says the item is gone. When an earlier try's connection
+                // broke after the statement was sent, that try may have deleted it, so finding
+                // nothing now is no proof it never existed: never 404 for a delete that succeeded.
+                // 404 only when the try that found nothing was the only one sent.
+                if !done.value && !done.after_unknown_outcome {
                     return Err(not_found(id));
                 }
                 let mut response = Response::new(Body::Empty);

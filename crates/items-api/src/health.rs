@@ -1,6 +1,11 @@
 //! `/health` and `/health/db`.
 
-use crate::{db::SharedConnection, json_response, problem::ApiError};
+use crate::{
+    db::{SharedConnection, WriterStatus},
+    json_response,
+    problem::ApiError,
+};
+use db_credentials::Condition;
 use db_credentials::secrets_manager::Stage;
 use http::{Response, StatusCode, header};
 use lambda_http::Body;
@@ -13,7 +18,8 @@ pub fn liveness() -> Response<Body> {
 }
 
 /// `GET /health/db`: a connection (opened if needed), `SELECT 1` timed, where the credentials
-/// came from, TLS. 503 with the reason when unhealthy. The endpoint is as public as the API, so
+/// came from, TLS. 503 with the reason when unhealthy, and what the environment knows about its
+/// writer: `failover`, the `role` of the node the endpoint leads to, `since_last_writer_ms`. The endpoint is as public as the API, so
 /// the body names no secret ARN, host, user or raw AWS error: those go to the log, with the
 /// request id, for operators.
 pub async fn database(db: &SharedConnection) -> Response<Body> {
@@ -25,7 +31,8 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
         "stage": cache.stage.map(Stage::label),
         "stale": cache.stale,
     });
-    let live = match db.acquire().await {
+    // No waiting here: while the environment backs off, the last attempt's error is the answer.
+    let live = match db.acquire(None).await {
         Ok(live) => live,
         Err(e) => {
             let reason = ApiError::from(&e);
@@ -35,7 +42,7 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
                 last_secret_error = cache.last_error.as_deref().unwrap_or("-"),
                 "health check: database unavailable"
             );
-            return unhealthy(reason, credentials);
+            return unhealthy(reason, credentials, db.writer_status());
         }
     };
     let started = Instant::now();
@@ -46,13 +53,15 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
     .await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if !matches!(ping, Ok(Ok(_))) {
-        db.discard(&live).await;
+        db.discard(&live, Condition::ConnectionLost).await;
         return unhealthy(
             ApiError::Unavailable {
                 detail: "the database did not answer SELECT 1".into(),
                 retry_after: 2,
+                cause: Condition::ConnectionLost.as_str(),
             },
             credentials,
+            db.writer_status(),
         );
     }
     let info = &live.store.connection().info;
@@ -69,11 +78,13 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
             "credentials": credentials,
             "tls": {"in_use": info.tls_in_use, "mode": info.tls_mode.as_str()},
             "connection_age_s": info.opened_at.elapsed().as_secs(),
+            "failover": false,
+            "role": "writer",
         }),
     )
 }
 
-fn unhealthy(reason: ApiError, credentials: Value) -> Response<Body> {
+fn unhealthy(reason: ApiError, credentials: Value, writer: WriterStatus) -> Response<Body> {
     let retry_after = match &reason {
         ApiError::Unavailable { retry_after, .. } => *retry_after,
         _ => 5,
@@ -85,7 +96,13 @@ fn unhealthy(reason: ApiError, credentials: Value) -> Response<Body> {
             "database": "postgresql",
             "connection": "failed",
             "reason": reason.to_string(),
+            "condition": reason.cause(),
             "credentials": credentials,
+            // Why no writer: a failover in progress, what the endpoint leads to now, and how long
+            // since a writer last answered this environment.
+            "failover": writer.failover,
+            "role": writer.role,
+            "since_last_writer_ms": writer.since_last_writer.map(|d| d.as_millis() as u64),
         }),
     );
     response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());

@@ -3,7 +3,10 @@
 //!
 //! Credentials come from db-credentials (Secrets Manager by default); the connection is opened
 //! lazily, reused across warm invocations and rebuilt through a password rotation without a
-//! failed request. Errors are RFC 9457 problem documents; bad input is never a 5xx.
+//! failed request. Every session is on a writer; through a failover or a full database, requests
+//! wait within a budget and are answered 503 with `Retry-After` when it runs out, never 500, and an
+//! acknowledged write is never lost. Errors are RFC 9457 problem documents; bad input is never a
+//! 5xx.
 //!
 //! * [`app`]: the handler; [`routes`]: the route table; [`item`]: validation;
 //! * [`store`]: all SQL ([`store::ItemStore`]); [`db`]: the connection holder

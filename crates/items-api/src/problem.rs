@@ -41,20 +41,32 @@ pub enum ApiError {
     /// Body without a JSON content type (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// The database is unreachable or refused the credentials (503).
+    /// A condition of the database or of AWS: unreachable, refusing the credentials, read-only,
+    /// out of connections… (503).
     #[error("{detail}")]
     Unavailable {
         /// What failed, without internal names.
         detail: String,
         /// Seconds the client should wait.
         retry_after: u32,
+        /// The cause, a short name (`read-only`, `too-many-connections`, `credentials-refused`…):
+        /// the problem document's `condition`, and the `cause` of the request's log line.
+        cause: &'static str,
     },
-    /// A bug or an unexpected database error (500).
+    /// A bug: a statement that failed while the database was fine (500).
     #[error("internal error")]
     Internal,
 }
 
 impl ApiError {
+    /// The cause of a 503, for the request's log line.
+    pub fn cause(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -75,7 +87,7 @@ impl ApiError {
             Self::Internal => format!("an unexpected error occurred; quote request id {request_id} when reporting it"),
             other => other.to_string(),
         };
-        let body = json!({
+        let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
@@ -83,6 +95,10 @@ impl ApiError {
             "instance": instance,
             "request_id": request_id,
         });
+        if let Self::Unavailable { cause, .. } = &self {
+            // An RFC 9457 extension member: what the database did, for clients and dashboards.
+            body["condition"] = json!(cause);
+        }
         let mut response = Response::new(Body::Text(body.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();

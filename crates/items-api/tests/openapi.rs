@@ -120,7 +120,7 @@ async fn every_documented_status_is_produced_as_documented() {
         .create_secret(&Stack::secret_name("openapidown"), &down_secret)
         .await
         .unwrap();
-    let down = app_with(stack, &vars(stack, &down_arn, &[])).await;
+    let down = app_with_retry(stack, &vars(stack, &down_arn, &[]), short_retry()).await;
 
     let existing = body_json(
         &f.app

@@ -2,12 +2,9 @@
 //! users that take turns (alternating users, `user` ⇄ `user_clone`).
 
 use crate::error::Error;
+// The rule itself lives in db-credentials, beside the guard the items API applies to AWSPENDING.
+pub use db_credentials::pending::{CLONE_SUFFIX, MAX_IDENTIFIER_BYTES};
 use std::{fmt, str::FromStr};
-
-/// Postgres truncates identifiers longer than this many *bytes* (NAMEDATALEN - 1).
-pub const MAX_IDENTIFIER_BYTES: usize = 63;
-/// What alternating-users rotation appends to the user's name for its twin.
-pub const CLONE_SUFFIX: &str = "_clone";
 
 /// The rotation strategy (`ROTATION_STRATEGY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,25 +56,17 @@ impl FromStr for Strategy {
     }
 }
 
-/// `app` → `app_clone`, `app_clone` → `app`, as AWS's multi-user template names them.
+/// `app` → `app_clone`, `app_clone` → `app`, as AWS's multi-user template names them
+/// ([`db_credentials::alternate_username`]).
 ///
 /// # Errors
 /// [`Error::CloneNameTooLong`] when `user_clone` exceeds 63 bytes: Postgres would silently
 /// truncate it and the rotation would create or alter a different role than the secret names.
 pub fn alternate_username(user: &str) -> Result<String, Error> {
-    if let Some(base) = user.strip_suffix(CLONE_SUFFIX)
-        && !base.is_empty()
-    {
-        return Ok(base.to_owned());
-    }
-    let clone = format!("{user}{CLONE_SUFFIX}");
-    if clone.len() > MAX_IDENTIFIER_BYTES {
-        return Err(Error::CloneNameTooLong {
-            user: user.to_owned(),
-            bytes: clone.len(),
-        });
-    }
-    Ok(clone)
+    db_credentials::alternate_username(user).map_err(|e| Error::CloneNameTooLong {
+        user: e.user,
+        bytes: e.bytes,
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,16 @@ pub enum ConfigError {
     /// `DATABASE_PASSWORD` and `DB_PASSWORD` are both set and differ.
     #[error("DATABASE_PASSWORD and DB_PASSWORD are both set and differ; set only one of them")]
     PasswordConflict,
+    /// `DATABASE_USER` beside a source whose secret names the user (Secrets Manager, SSM).
+    #[error(
+        "DATABASE_USER is set beside {source_var} (credential source {chosen}): the user comes from the secret, whose username changes at every rotation with alternating users; unset DATABASE_USER"
+    )]
+    UserOverride {
+        /// The source whose secret names the user.
+        chosen: SourceKind,
+        /// The variable that configured it.
+        source_var: &'static str,
+    },
     /// `DB_SECRET_ARN` and `DB_SECRET_ID` are both set and differ.
     #[error("DB_SECRET_ARN ({arn}) and DB_SECRET_ID ({id}) are both set and differ; set only one of them")]
     SecretIdConflict {

@@ -17,6 +17,7 @@ pub use vars::{
 };
 
 use crate::{
+    connect::SessionTarget,
     secret::{DEFAULT_DBNAME, DEFAULT_PORT},
     tls::{Environment, SslMode, TlsEnv},
 };
@@ -116,7 +117,9 @@ impl SourceConfig {
     }
 }
 
-/// `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` / `DATABASE_USER` applied over a secret.
+/// `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` applied over a secret. Never the user: a
+/// secret's `username` always wins (with alternating users it changes at every rotation), and
+/// `DATABASE_USER` beside a secret is a configuration error ([`ConfigError::UserOverride`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// Replaces the secret's host.
@@ -125,8 +128,6 @@ pub struct Overrides {
     pub port: Option<u16>,
     /// Replaces the secret's database.
     pub dbname: Option<String>,
-    /// Replaces the secret's user.
-    pub user: Option<String>,
 }
 
 /// Everything the credential layer needs, validated.
@@ -142,8 +143,13 @@ pub struct Config {
     pub tls: TlsEnv,
     /// `DB_SECRET_TTL_SECS`.
     pub secret_ttl: Duration,
-    /// `DB_CONNECT_TIMEOUT_MS`.
+    /// `DB_CONNECT_TIMEOUT_MS`, or a URL's `connect_timeout`.
     pub connect_timeout: Duration,
+    /// A URL's `application_name`, over the name the function gives its sessions.
+    pub application_name: Option<String>,
+    /// A URL's `target_session_attrs` (`any` when not given). A function that writes asks for a
+    /// writer whatever this says.
+    pub target_session_attrs: SessionTarget,
     /// Variables that look like ours but are not (likely typos), to be logged.
     pub unknown_vars: Vec<String>,
     /// Whether a `.env` file contributed variables.
@@ -213,8 +219,10 @@ impl Config {
         let mut tls = TlsEnv::from_vars(vars)?;
         let secret_ttl = number_var(vars, "DB_SECRET_TTL_SECS", "seconds", 0, 86_400)?
             .map_or(DEFAULT_SECRET_TTL, Duration::from_secs);
-        let connect_timeout =
+        let mut connect_timeout =
             millis_var(vars, "DB_CONNECT_TIMEOUT_MS", 100, 60_000)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut application_name = None;
+        let mut target_session_attrs = SessionTarget::Any;
 
         // Password variables: the newer name and the older one must agree when both are set.
         let password = match (vars.get("DATABASE_PASSWORD"), vars.get("DB_PASSWORD")) {
@@ -242,8 +250,8 @@ impl Config {
                 .map(|v| parse_port("DATABASE_PORT", v))
                 .transpose()?,
             dbname: get("DATABASE_NAME").map(str::to_owned),
-            user: get("DATABASE_USER").map(str::to_owned),
         };
+        let user = get("DATABASE_USER").map(str::to_owned);
 
         let configured = |kind: SourceKind| match kind {
             SourceKind::SecretsManager => secret_id.is_some(),
@@ -283,6 +291,18 @@ impl Config {
                 })
             }
         };
+        let secret_var = match kind {
+            SourceKind::SecretsManager if get("DB_SECRET_ARN").is_some() => Some("DB_SECRET_ARN"),
+            SourceKind::SecretsManager => Some("DB_SECRET_ID"),
+            SourceKind::Ssm => Some("DB_SSM_PREFIX"),
+            SourceKind::Iam | SourceKind::Url | SourceKind::Env => None,
+        };
+        if let (Some(source_var), Some(_)) = (secret_var, &user) {
+            return Err(ConfigError::UserOverride {
+                chosen: kind,
+                source_var,
+            });
+        }
         let port = overrides.port.unwrap_or(DEFAULT_PORT);
         let dbname = overrides.dbname.clone().unwrap_or_else(|| DEFAULT_DBNAME.to_owned());
         let source = match kind {
@@ -303,12 +323,16 @@ impl Config {
                     host: overrides.host.clone().unwrap_or_default(),
                     port,
                     dbname,
-                    user: overrides.user.clone().unwrap_or_default(),
+                    user: user.clone().unwrap_or_default(),
                 }
             }
             SourceKind::Url => {
                 let parsed = url::parse(get("DATABASE_URL").unwrap_or_default())?;
                 tls = tls.overridden(parsed.ssl_mode, parsed.ssl_root_cert)?;
+                // The URL's own parameters win over the variables, as its sslmode does.
+                connect_timeout = parsed.connect_timeout.unwrap_or(connect_timeout);
+                application_name = parsed.application_name;
+                target_session_attrs = parsed.target_session_attrs.unwrap_or_default();
                 SourceConfig::Url(StaticCredentials {
                     host: parsed.host,
                     port: parsed.port,
@@ -323,11 +347,16 @@ impl Config {
                     host: overrides.host.clone().unwrap_or_default(),
                     port,
                     dbname,
-                    user: overrides.user.clone().unwrap_or_default(),
+                    user: user.clone().unwrap_or_default(),
                     password: SecretString::from(password.unwrap_or_default()),
                 })
             }
         };
+        // Without a secret nothing can add a root certificate later: check the TLS rules now, so
+        // a verifying mode without a root stops the function at start, not at its first request.
+        if !matches!(source, SourceConfig::SecretsManager { .. }) {
+            tls.settings(None)?;
+        }
         Ok(Self {
             source,
             ignored_sources,
@@ -335,6 +364,8 @@ impl Config {
             tls,
             secret_ttl,
             connect_timeout,
+            application_name,
+            target_session_attrs,
             unknown_vars: unknown_vars(vars, &["DB_", "DATABASE_"], KNOWN_VARS),
             dotenv_loaded: false,
         })

@@ -30,7 +30,6 @@ fn auto_takes_the_first_configured_source_and_reports_the_rest() {
         ("DB_SECRET_ARN", "arn:s"),
         ("DATABASE_PASSWORD", "pw"),
         ("DATABASE_HOST", "h"),
-        ("DATABASE_USER", "u"),
     ]))
     .unwrap();
     assert_eq!(c.source.kind(), SourceKind::SecretsManager);
@@ -139,7 +138,7 @@ fn database_url_is_decoded_and_never_echoed() {
 
     for bad in [
         "mysql://u:topsecret@h/db",
-        "postgres://u:topsecret@h/db?application_name=x",
+        "postgres://u:topsecret@h/db?options=x",
         "postgres://:topsecret@h/",
     ] {
         let msg = Config::from_vars(&vars(&[("DATABASE_URL", bad)]))
@@ -256,4 +255,214 @@ fn tls_env_is_read_once_for_every_function() {
         matches!(err, ConfigError::Tls(TlsError::PlaintextInProduction { .. })),
         "{err}"
     );
+}
+
+#[test]
+fn database_user_beside_a_secret_is_refused_naming_both() {
+    // With alternating users the secret's user changes at every rotation (app, app_clone, app...):
+    // an override would pair one user with the other's password, and every version would be
+    // refused (design §4).
+    for (source, var, value) in [
+        (
+            "secretsmanager",
+            "DB_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:1:secret:app",
+        ),
+        ("ssm", "DB_SSM_PREFIX", "/app/"),
+    ] {
+        let err = Config::from_vars(&vars(&[(var, value), ("DATABASE_USER", "app")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("DATABASE_USER") && msg.contains(var) && msg.contains(source),
+            "{source}: {msg}"
+        );
+    }
+    // Host, port and database still override a secret's.
+    let c = Config::from_vars(&vars(&[
+        ("DB_SECRET_ARN", "arn:s"),
+        ("DATABASE_HOST", "proxy.internal"),
+        ("DATABASE_PORT", "6432"),
+        ("DATABASE_NAME", "items"),
+    ]))
+    .unwrap();
+    assert_eq!(c.overrides.host.as_deref(), Some("proxy.internal"));
+    assert_eq!(c.overrides.port, Some(6432));
+    assert_eq!(c.overrides.dbname.as_deref(), Some("items"));
+    // The sources whose user is DATABASE_USER keep it.
+    let c = Config::from_vars(&vars(&[
+        ("DB_IAM_AUTH", "true"),
+        ("DATABASE_HOST", "h"),
+        ("DATABASE_USER", "u"),
+    ]));
+    assert!(c.is_ok(), "{c:?}");
+}
+
+/// `DATABASE_URL` read as libpq reads a connection URI
+/// (<https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING-URIS>): what each
+/// case means to libpq, and that we either understand it the same way or refuse it by name.
+#[test]
+fn database_url_means_what_it_means_to_libpq() {
+    struct Case {
+        url: &'static str,
+        /// (host, port, dbname, user, password), or the start of the refusal.
+        expect: Result<(&'static str, u16, &'static str, &'static str, &'static str), &'static str>,
+        why: &'static str,
+    }
+    let ok = |h, p, d, u, pw| Ok((h, p, d, u, pw));
+    let cases = [
+        Case {
+            url: "postgres://app:pw@db:5433/items",
+            expect: ok("db", 5433, "items", "app", "pw"),
+            why: "every part",
+        },
+        Case {
+            url: "postgresql://app:pw@db/items",
+            expect: ok("db", 5432, "items", "app", "pw"),
+            why: "port defaults to 5432",
+        },
+        Case {
+            url: "postgres://app:pw@db",
+            expect: ok("db", 5432, "app", "app", "pw"),
+            why: "dbname defaults to the user name",
+        },
+        Case {
+            url: "postgres://app:pw@db/",
+            expect: ok("db", 5432, "app", "app", "pw"),
+            why: "an empty path is no dbname",
+        },
+        Case {
+            url: "postgres://app%40corp:p%2Bw%40x@db/my%20db",
+            expect: ok("db", 5432, "my db", "app@corp", "p+w@x"),
+            why: "percent-decoding",
+        },
+        Case {
+            url: "postgres://app:p+w@db/d+b",
+            expect: ok("db", 5432, "d+b", "app", "p+w"),
+            why: "+ is a plus, not a space",
+        },
+        Case {
+            url: "postgres://app:pw@[::1]:6000/d",
+            expect: ok("::1", 6000, "d", "app", "pw"),
+            why: "IPv6 literal",
+        },
+        Case {
+            url: "postgres://app:pw@h1:5432,h2:5432/d",
+            expect: Err("DATABASE_URL is not a usable"),
+            why: "several hosts: refused",
+        },
+        Case {
+            url: "postgres://app:pw@%2Fvar%2Frun%2Fpostgresql/d",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: a Unix-domain socket"),
+            why: "socket directory: refused",
+        },
+        Case {
+            url: "postgres://app:pw@/d",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: it has no host"),
+            why: "no host means a local socket to libpq: refused",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?options=-c%20search_path%3Dx",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: parameter options"),
+            why: "options: refused by name",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?sslmode=allow",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: sslmode=allow"),
+            why: "allow tries plaintext first: refused",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?target_session_attrs=standby",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: target_session_attrs=standby"),
+            why: "a standby cannot take writes",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?connect_timeout=0",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: connect_timeout=0"),
+            why: "0 waits forever in libpq",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?connect_timeout=ten",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: connect_timeout"),
+            why: "not an integer",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?sslcert=/c.pem",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: parameter sslcert"),
+            why: "client certificates: refused by name",
+        },
+        Case {
+            url: "postgres://app:pw@db/d?sslmode=require&sslmode=disable",
+            expect: Err("DATABASE_URL is not a usable postgres:// URL: parameter sslmode is given more than once"),
+            why: "duplicates",
+        },
+    ];
+    for case in cases {
+        let got = Config::from_vars(&vars(&[("DATABASE_URL", case.url)]));
+        match (got, case.expect) {
+            (Ok(c), Ok((host, port, dbname, user, password))) => {
+                let SourceConfig::Url(s) = c.source else {
+                    panic!("{}: url source", case.why)
+                };
+                assert_eq!(
+                    (
+                        s.host.as_str(),
+                        s.port,
+                        s.dbname.as_str(),
+                        s.user.as_str(),
+                        s.password.expose_secret()
+                    ),
+                    (host, port, dbname, user, password),
+                    "{}: {}",
+                    case.why,
+                    case.url
+                );
+            }
+            (Err(e), Err(start)) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with(start), "{}: {msg}", case.why);
+                assert!(!msg.contains("pw"), "{}: the password leaked: {msg}", case.why);
+            }
+            (got, want) => panic!(
+                "{} ({}): got {:?}, want {want:?}",
+                case.why,
+                case.url,
+                got.map(|c| c.source)
+            ),
+        }
+    }
+}
+
+#[test]
+fn database_url_parameters_are_understood() {
+    let c = Config::from_vars(&vars(&[(
+        "DATABASE_URL",
+        "postgres://app:pw@db/d?connect_timeout=7&application_name=batch+job&target_session_attrs=read-write&sslmode=verify-full&sslrootcert=system",
+    )]))
+    .unwrap();
+    assert_eq!(c.connect_timeout, Duration::from_secs(7), "seconds, as libpq");
+    assert_eq!(c.application_name.as_deref(), Some("batch+job"));
+    assert_eq!(c.target_session_attrs, crate::SessionTarget::ReadWrite);
+    assert_eq!(c.tls.ssl_root_cert, Some(PathBuf::from("system")));
+    // libpq: "a value of 1 is interpreted as 2"; `primary` also means a writer to an API that writes.
+    let c = Config::from_vars(&vars(&[(
+        "DATABASE_URL",
+        "postgres://app:pw@db/d?connect_timeout=1&target_session_attrs=primary",
+    )]))
+    .unwrap();
+    assert_eq!(c.connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.target_session_attrs, crate::SessionTarget::ReadWrite);
+    let c = Config::from_vars(&vars(&[(
+        "DATABASE_URL",
+        "postgres://app:pw@db/d?target_session_attrs=any",
+    )]))
+    .unwrap();
+    assert_eq!(c.target_session_attrs, crate::SessionTarget::Any);
+    assert_eq!(c.application_name, None);
+    // sslrootcert=system with verify-ca: refused, as libpq 16+ does.
+    let err = Config::from_vars(&vars(&[(
+        "DATABASE_URL",
+        "postgres://app:pw@db/d?sslmode=verify-ca&sslrootcert=system",
+    )]))
+    .unwrap_err();
+    assert!(err.to_string().contains("verify-full"), "{err}");
 }

@@ -356,3 +356,6 @@ impl<S: ReadSecrets, R: RdsEndpoints> CredentialProvider<S, R> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

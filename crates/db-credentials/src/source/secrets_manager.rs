@@ -1,11 +1,12 @@
 //! Credentials from a Secrets Manager secret, through the cache; the endpoint from the secret or
-//! the RDS API (kept per version); `DATABASE_HOST`/`PORT`/`NAME`/`USER` over the secret's.
+//! the RDS API (kept per version); `DATABASE_HOST`/`PORT`/`NAME` over the secret's (never the user).
 
 use super::{CredentialError, Credentials, Origin};
 use crate::{
     cache::{CacheError, CacheStatus, CachedSecret, SecretCache},
     config::{Config, Overrides, SourceKind},
     endpoint::{self, Endpoint, EndpointError},
+    pending::{self, Login},
     rds::RdsEndpoints,
     secrets_manager::ReadSecrets,
     tls::TlsEnv,
@@ -47,11 +48,43 @@ impl<S: ReadSecrets, R: RdsEndpoints> SecretsManagerSource<S, R> {
         self.credentials(entry).await
     }
 
+    /// `AWSPENDING`, if it is not the version refused and it passes the guard against the current
+    /// version whose credentials were refused (see [`crate::pending`]).
     pub(super) async fn pending(&self, failed: &Credentials) -> Result<Option<Credentials>, CredentialError> {
         let Some(entry) = self.cache.pending().await.map_err(|e| self.cache_error(e))? else {
             return Ok(None);
         };
         if Some(&entry.version_id) == failed.origin.version_id.as_ref() {
+            return Ok(None);
+        }
+        let Some(current) = &failed.cached else {
+            return Ok(None);
+        };
+        // The secrets' own endpoints, before DATABASE_HOST/PORT: an override sends both versions
+        // to the same place, and must not hide a pending version that names another database.
+        let here = self.endpoint(current).await?;
+        let there = self.endpoint(&entry).await?;
+        let (current_secret, pending_secret) = (&current.secret, &entry.secret);
+        let checked = pending::check_pending(
+            &Login {
+                user: current_secret.username(),
+                endpoint: &here,
+                dbname: current_secret.dbname(),
+            },
+            &Login {
+                user: pending_secret.username(),
+                endpoint: &there,
+                dbname: pending_secret.dbname(),
+            },
+            &pending::users_a_rotation_may_set(current_secret.username()),
+        );
+        if let Err(mismatch) = checked {
+            tracing::warn!(
+                secret_id = %self.cache.secret_id(),
+                version_id = %entry.version_id,
+                reason = %mismatch,
+                "AWSPENDING is not a rotation of the refused credentials; not used"
+            );
             return Ok(None);
         }
         Ok(Some(self.credentials(entry).await?))
@@ -100,9 +133,6 @@ impl<S: ReadSecrets, R: RdsEndpoints> SecretsManagerSource<S, R> {
             stale: entry.stale,
         };
         let mut creds = Credentials::from_secret(secret, &at, self.tls.settings(Some(secret))?, origin);
-        if let Some(user) = &o.user {
-            creds.user.clone_from(user);
-        }
         if let Some(dbname) = &o.dbname {
             creds.dbname.clone_from(dbname);
         }

@@ -117,7 +117,7 @@ async fn fetch(client: &aws_sdk_ssm::Client, prefix: &str, o: &Overrides) -> Res
             .clone()
             .or_else(|| find(&names[3]).and_then(|p| p.value()).map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_DBNAME.to_owned()),
-        user: o.user.clone().unwrap_or_else(|| value(&names[1])),
+        user: value(&names[1]),
         password: SecretString::from(value(&names[2])),
     };
     Ok(SsmEntry {

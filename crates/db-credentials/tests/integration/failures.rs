@@ -196,3 +196,51 @@ async fn stopped_postgres_is_reported_unreachable() {
     assert_eq!(err.kind, ConnectErrorKind::Unreachable, "{err}");
     assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+#[tokio::test]
+async fn system_roots_verify_full_and_never_trust_an_unknown_ca() {
+    let stack = Stack::shared();
+    let (app, arn, _) = app_with_secret(stack, "systemroots").await;
+    // The devstack's self-signed CA is in no operating system's store: with `system`, the
+    // certificate must be refused (and with the devstack's CA file, accepted).
+    let v = vars(
+        stack,
+        Some(&arn),
+        &[("DB_SSL_ROOT_CERT", "system"), ("DB_SSLMODE", "verify-full")],
+    );
+    let err = Database::new(provider(stack, &v).await, "test")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ConnectErrorKind::Tls, "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let ok = vars(stack, Some(&arn), &[("DB_SSLMODE", "verify-full")]);
+    let conn = Database::new(provider(stack, &ok).await, "test")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(whoami(&conn).await, app.role);
+}
+
+#[test]
+fn verify_ca_without_a_root_stops_a_source_without_a_secret_at_start() {
+    for (mode, root) in [
+        ("verify-ca", None),
+        ("verify-full", None),
+        ("verify-ca", Some("system")),
+    ] {
+        let mut v: db_credentials::config::Vars = [
+            ("DATABASE_URL", "postgres://u:topsecret@db.example.com/app"),
+            ("DB_SSLMODE", mode),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(root) = root {
+            v.insert("DB_SSL_ROOT_CERT".into(), root.into());
+        }
+        let msg = db_credentials::Config::from_vars(&v).unwrap_err().to_string();
+        assert!(msg.contains("DB_SSL") && msg.contains(mode), "{mode} {root:?}: {msg}");
+        assert!(!msg.contains("topsecret"));
+    }
+}

@@ -130,6 +130,55 @@ async fn url_source_decodes_special_characters_and_connects() {
 }
 
 #[tokio::test]
+async fn url_parameters_reach_the_session_as_libpq_would_send_them() {
+    let stack = Stack::shared();
+    let app = stack.create_app("urlparams").await.unwrap();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&app.password, percent_encoding::NON_ALPHANUMERIC).to_string();
+    // No path: libpq's database is the user's name, which does not exist here.
+    let url = format!(
+        "postgres://{}:{encoded}@127.0.0.1:{}?connect_timeout=3",
+        app.role,
+        stack.postgres.port()
+    );
+    let err = Database::new(
+        provider(stack, &vars(stack, None, &[("DATABASE_URL", &url)])).await,
+        "test",
+    )
+    .connect()
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("database \"{}\" does not exist", app.role)),
+        "{err}"
+    );
+    let url = format!(
+        "postgres://{}:{encoded}@127.0.0.1:{}/{}?application_name=nightly+batch&target_session_attrs=read-write",
+        app.role,
+        stack.postgres.port(),
+        app.dbname
+    );
+    let db = Database::new(
+        provider(stack, &vars(stack, None, &[("DATABASE_URL", &url)])).await,
+        "test",
+    );
+    assert_eq!(db.target(), db_credentials::SessionTarget::ReadWrite);
+    let conn = db.connect().await.expect("a writer");
+    let name: String = conn
+        .client
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        name, "nightly+batch",
+        "+ is a plus, and the URL's name wins over the function's"
+    );
+    assert!(!conn.is_read_only());
+}
+
+#[tokio::test]
 async fn env_source_accepts_the_older_db_password_name() {
     let stack = Stack::shared();
     let app = stack.create_app("envsrc").await.unwrap();

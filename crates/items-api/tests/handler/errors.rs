@@ -166,7 +166,7 @@ async fn database_down_is_503_with_retry_after_and_no_internal_names() {
         .create_secret(&devstack::Stack::secret_name("down"), &secret)
         .await
         .unwrap();
-    let app = app_with(stack, &vars(stack, &arn, &[])).await;
+    let app = app_with_retry(stack, &vars(stack, &arn, &[]), short_retry()).await;
     for path in ["/items", "/items/1"] {
         let resp = app
             .handle(request(Flavor::HttpV2, &Req::new("GET", path), "err-1"))

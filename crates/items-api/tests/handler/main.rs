@@ -4,9 +4,11 @@
 mod common;
 
 mod calls;
+mod conditions;
 mod errors;
 mod injection;
 mod metrics;
+mod outcomes;
 mod resilience;
 mod rotation;
 mod routes;

@@ -31,4 +31,28 @@ async fn credential_metrics_are_flushed_as_emf() {
         assert!(names.contains(&metric), "{metric} missing from {names:?}");
     }
     assert!(doc["DatabaseConnects"].as_f64().unwrap_or_default() >= 1.0);
+
+    // A database out of connection slots: each refused connect counts, and so does the 503.
+    let stack = devstack::Stack::shared();
+    let db = stack.create_app("emfnoslot").await.unwrap();
+    stack
+        .postgres
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", db.role))
+        .await
+        .unwrap();
+    let app = app_for(&url_vars(stack, &db, None), short_retry()).await;
+    let resp = app
+        .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "m"))
+        .await;
+    assert_eq!(resp.status(), 503);
+    let mut out = Vec::new();
+    items_api::emf::flush(collector, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(text.lines().next().expect("one EMF document")).unwrap();
+    for metric in ["ConnectionsExhausted", "ServiceUnavailable"] {
+        assert!(doc[metric].as_f64().unwrap_or_default() >= 1.0, "{metric}: {doc}");
+    }
 }

@@ -14,7 +14,8 @@ use crate::{
     strategy::Strategy,
 };
 use db_credentials::{
-    Endpoint, TlsSettings,
+    Endpoint, PendingMismatch, TlsSettings,
+    pending::{self, Login},
     rds::RdsEndpoints,
     secrets_manager::{SecretDescription, Stage},
 };
@@ -24,11 +25,16 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
         let arn = &desc.arn;
         let current = self.read(arn, Slot::Current, None).await?;
         let pending = self.read(arn, Slot::Pending, Some(&self.event.token)).await?;
+        // The guard is db-credentials' (the items API applies it to AWSPENDING too): the user this
+        // strategy may change, checked before any endpoint is resolved, then the same host, port
+        // and database.
         let expected = self.config.strategy.pending_username(current.secret.username())?;
-        if pending.secret.username() != expected {
+        if let Err(PendingMismatch::User { pending: user, .. }) =
+            pending::check_pending_user(pending.secret.username(), std::slice::from_ref(&expected))
+        {
             return Err(Error::UserMismatch {
                 secret: arn.clone(),
-                pending: pending.secret.username().to_owned(),
+                pending: user,
                 expected,
             });
         }
@@ -38,11 +44,13 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
         let there = self
             .endpoint(arn, Slot::Pending, &pending.secret, Some(&desc.tags))
             .await?;
-        if here != there {
+        if let Err(PendingMismatch::Database { pending, current }) =
+            pending::check_pending_database(&login(&current, &here), &login(&pending, &there))
+        {
             return Err(Error::HostMismatch {
                 secret: arn.clone(),
-                pending: there.to_string(),
-                current: here.to_string(),
+                pending,
+                current,
             });
         }
         record_user(pending.secret.username(), Some(&here));
@@ -223,6 +231,14 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
             id: value.version_id,
             secret,
         })
+    }
+}
+
+fn login<'a>(version: &'a Version, at: &'a Endpoint) -> Login<'a> {
+    Login {
+        user: version.secret.username(),
+        endpoint: at,
+        dbname: version.secret.dbname(),
     }
 }
 
