@@ -87,7 +87,9 @@ impl MotoEndpoint {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .endpoint_url(self.url())
             .region(Region::new(REGION))
-            .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "devstack"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "devstack",
+            ))
             .load()
             .await
     }

@@ -4,8 +4,9 @@
 //!
 //! * [`event`]: the event the service sends; [`config`] and [`password`]: env read once at start.
 //! * [`steps`]: one file per step, each after the stage checks of AWS's templates.
-//! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password as a
-//!   SCRAM verifier computed here, so the plaintext never reaches Postgres.
+//! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password in
+//!   the form [`verifier`] computes from the server's settings, so the plaintext never reaches
+//!   Postgres.
 //! * [`secrets`]: the Secrets Manager calls, db-credentials' reads plus rotation's writes, unit
 //!   tested against db-credentials' exact in-memory model of its version-stage rules.
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
@@ -35,6 +36,7 @@ pub mod rotator;
 pub mod secrets;
 pub mod steps;
 pub mod strategy;
+pub mod verifier;
 
 pub use config::Config;
 pub use error::{Error, StepError};

@@ -10,6 +10,7 @@ mod failures;
 mod interruptions;
 mod logs;
 mod names_and_passwords;
+mod password_encryption;
 mod single_user;
 mod support;
 mod timing;
