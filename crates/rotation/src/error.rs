@@ -184,11 +184,11 @@ pub enum Error {
         source: Box<ConnectError>,
     },
     /// The user that logged in may not change the password (SQLSTATE 42501), e.g. under
-    /// `rds.restrict_password_commands`, or a master without the right to create the clone.
+    /// `rds.restrict_password_commands`, or a master without the right to create the clone (on
+    /// Postgres 16+, without ADMIN OPTION on the role).
     #[error(
-        "{user} is not allowed to {} role {role} on {host} (SQLSTATE 42501: {detail}); {}",
-        .statement.verb(),
-        .statement.hint()
+        "{user} is not allowed to {} role {role} on {host} (SQLSTATE 42501: {detail}); {fix}",
+        .statement.verb()
     )]
     PermissionDenied {
         /// The user logged in.
@@ -199,8 +199,25 @@ pub enum Error {
         role: String,
         /// host:port.
         host: String,
-        /// The server's message.
+        /// The server's message, with its DETAIL and HINT.
         detail: String,
+        /// What to do: the privilege that is missing and how to grant it.
+        fix: String,
+    },
+    /// Alternating users: the existing `<user>_clone` has rights `<user>` lacks (or is a
+    /// superuser). Rotating to it would hand the API those rights; nothing was changed.
+    #[error(
+        "secret {secret}: refusing to rotate to {clone}: the existing alternate user {reasons}. An alternate user must have no rights {base} lacks; nothing was changed and AWSCURRENT stays on {base}. Remove those rights from {clone} (ALTER ROLE … NOSUPERUSER/NOCREATEDB/…, REVOKE <role> FROM {clone}, REASSIGN OWNED BY {clone} TO {base} or grant the objects to {base}), or drop {clone} so the next rotation creates it afresh"
+    )]
+    UnsafeClone {
+        /// Secret ARN.
+        secret: String,
+        /// The clone.
+        clone: String,
+        /// The user it stands in for.
+        base: String,
+        /// What it has that `base` lacks.
+        reasons: String,
     },
     /// A statement failed for another reason.
     #[error("{} on {host} as {user} failed: {detail}", .statement.as_str())]
@@ -272,7 +289,9 @@ impl Statement {
         }
     }
 
-    fn hint(self) -> &'static str {
+    /// What to do about a permission refused to this statement, when the server's message does
+    /// not say which grant is missing.
+    pub fn hint(self) -> &'static str {
         match self {
             Self::SetOwnPassword => {
                 "grant it the right (rds_password under rds.restrict_password_commands) or add a masterarn to the secret so the master sets it"

@@ -12,7 +12,7 @@ mod tests;
 
 use crate::{
     config::Config,
-    db::{Logins, StatementError},
+    db::{Logins, ServerMessage, StatementError},
     error::{Error, Statement},
     event::{RotationEvent, Step},
     failpoint::Failpoints,
@@ -25,6 +25,7 @@ use db_credentials::{
     resolve_endpoint,
     secrets_manager::{SecretDescription, Stage},
 };
+use postgres_protocol::escape::escape_identifier;
 use secrecy::SecretString;
 use std::{
     sync::{Mutex, PoisonError},
@@ -337,12 +338,19 @@ fn unreachable(arn: &str, source: ConnectError) -> Error {
 
 fn statement_error(e: StatementError, statement: Statement, session_user: &str, role: &str, at: &Endpoint) -> Error {
     match e {
-        StatementError::PermissionDenied(detail) => Error::PermissionDenied {
+        StatementError::PermissionDenied { on_role, server } => Error::PermissionDenied {
             user: session_user.to_owned(),
             statement,
             role: role.to_owned(),
             host: at.to_string(),
-            detail,
+            fix: permission_fix(statement, session_user, &on_role, &server),
+            detail: server.to_string(),
+        },
+        e @ StatementError::UnsafeClone { .. } => Error::Database {
+            statement,
+            user: session_user.to_owned(),
+            host: at.to_string(),
+            detail: e.to_string(),
         },
         StatementError::Failed(detail) => Error::Database {
             statement,
@@ -351,6 +359,20 @@ fn statement_error(e: StatementError, statement: Statement, session_user: &str, 
             detail,
         },
     }
+}
+
+/// What to do about a refused statement. Postgres 16+ lets `CREATEROLE` act only on roles the
+/// acting role holds ADMIN OPTION on (it gets it for roles it creates): a role someone else
+/// created (restored from a dump, made by another administrator) needs it granted, and the
+/// statement that does it is the most useful thing the message can carry.
+fn permission_fix(statement: Statement, session_user: &str, on_role: &str, server: &ServerMessage) -> String {
+    if server.wants_admin_option() && !on_role.is_empty() {
+        let (role, user) = (escape_identifier(on_role), escape_identifier(session_user));
+        return format!(
+            "{session_user} lacks ADMIN OPTION on role {on_role} (since Postgres 16 CREATEROLE reaches only roles it created or holds ADMIN OPTION on): as a role that has ADMIN OPTION on {on_role} (whoever created it, or a superuser), run GRANT {role} TO {user} WITH ADMIN OPTION, then retry the rotation"
+        );
+    }
+    statement.hint().to_owned()
 }
 
 fn record_user(user: &str, at: Option<&Endpoint>) {

@@ -6,6 +6,7 @@
 //! need a server in a particular state (stopped, without TLS) start a private one.
 
 mod alternating;
+mod clone;
 mod failures;
 mod interruptions;
 mod logs;

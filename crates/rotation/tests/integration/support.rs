@@ -196,8 +196,31 @@ pub fn user_and_password(v: &Value) -> (String, String) {
     )
 }
 
-/// Logs in over TLS (verify-full) and runs `SELECT 1`.
-pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> Result<(), ConnectError> {
+/// A session over TLS (verify-full) as `user`.
+pub async fn connect_as(stack: &Stack, user: &str, password: &str, dbname: &str) -> db_credentials::Connection {
+    try_connect(stack, user, password, dbname)
+        .await
+        .unwrap_or_else(|e| panic!("{user} logs in: {e}"))
+}
+
+/// The version id holding `stage`.
+pub async fn version_id(stack: &Stack, secret: &str, stage: &str) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
+    let desc = sm.describe_secret().secret_id(secret).send().await.unwrap();
+    desc.version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == stage))
+        .map(|(v, _)| v.clone())
+        .unwrap_or_else(|| panic!("no version holds {stage}"))
+}
+
+async fn try_connect(
+    stack: &Stack,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> Result<db_credentials::Connection, ConnectError> {
     let tls = if stack.postgres.tls() {
         TlsSettings {
             mode: SslMode::VerifyFull,
@@ -217,7 +240,12 @@ pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> R
         dbname,
         tls,
     );
-    let conn = connect(&creds, Duration::from_secs(5), "rotation-test").await?;
+    connect(&creds, Duration::from_secs(5), "rotation-test").await
+}
+
+/// Logs in over TLS (verify-full) and runs `SELECT 1`.
+pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> Result<(), ConnectError> {
+    let conn = try_connect(stack, user, password, dbname).await?;
     conn.client.simple_query("SELECT 1").await.unwrap();
     Ok(())
 }
