@@ -183,6 +183,21 @@ pub enum Error {
         #[source]
         source: Box<ConnectError>,
     },
+    /// finishSecret: the pending credentials do not log in, so `AWSCURRENT` is not moved.
+    #[error(
+        "secret {secret}: refusing to move AWSCURRENT to version {token}: its credentials do not log in ({source}); AWSCURRENT stays on version {current}. Run setSecret and testSecret for this version again (a retry of the rotation does), then finishSecret"
+    )]
+    FinishRefused {
+        /// Secret ARN.
+        secret: String,
+        /// The event's token.
+        token: String,
+        /// The version that keeps `AWSCURRENT`.
+        current: String,
+        /// The failed login.
+        #[source]
+        source: Box<ConnectError>,
+    },
     /// The user that logged in may not change the password (SQLSTATE 42501), e.g. under
     /// `rds.restrict_password_commands`, or a master without the right to create the clone (on
     /// Postgres 16+, without ADMIN OPTION on the role).

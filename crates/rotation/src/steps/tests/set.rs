@@ -351,8 +351,8 @@ async fn single_user_with_a_masterarn_lets_the_master_set_a_restricted_password(
     let users: Vec<String> = h.db.connects().into_iter().map(|(u, _)| u).collect();
     assert_eq!(
         users,
-        ["app", "app", "admin", "app"],
-        "pending, current (refused ALTER), master, test"
+        ["app", "app", "admin", "app", "app"],
+        "pending, current (refused ALTER), master, test, finish"
     );
 }
 
