@@ -44,7 +44,7 @@ pub trait Session: Send {
     /// `password`, in one transaction. A missing clone is created with LOGIN, membership in
     /// `base` and `SET role = base` (so its sessions act as `base`, and whatever it creates
     /// belongs to `base`). An existing one is checked first and refused
-    /// ([`StatementError::UnsafeClone`]) when it is a superuser or has rights `base` lacks;
+    /// ([`StatementError::Unsafe`]) when it is a superuser or has rights `base` lacks;
     /// otherwise LOGIN, the membership and the role setting are re-applied where missing, and
     /// its password set. A clone another session creates meanwhile is treated as existing.
     fn ensure_clone(
@@ -54,8 +54,32 @@ pub trait Session: Send {
         password: &SecretString,
     ) -> impl Future<Output = Result<RoleChange, StatementError>> + Send;
 
+    /// The `Custom::DatabaseRole` resource, as the master logged into the application's
+    /// database, in one transaction: `role` with LOGIN (created with `password` if missing; an
+    /// existing one gets `password` only when `reset_password`), CONNECT on this database (PUBLIC's
+    /// access to it revoked), its own schema named like it and owned by it, and, where an earlier
+    /// version left an `items` table in `public` owned by someone else, what the API needs on it.
+    /// Changes only what is missing: on a role that has all of it, nothing. An existing role that
+    /// is a superuser, has CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, or is a member of
+    /// `rds_superuser` is refused ([`StatementError::Unsafe`]).
+    fn ensure_app_role(
+        &mut self,
+        role: &str,
+        password: Option<&SecretString>,
+        reset_password: bool,
+    ) -> impl Future<Output = Result<AppRoleChange, StatementError>> + Send;
+
     /// Runs `query` in a transaction that is rolled back, so even a write probe changes nothing.
     fn probe(&mut self, query: &str) -> impl Future<Output = Result<(), StatementError>> + Send;
+}
+
+/// What [`Session::ensure_app_role`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppRoleChange {
+    /// The role did not exist and was created.
+    pub created: bool,
+    /// Each change made, as a phrase ("CONNECT on database items"); empty when nothing changed.
+    pub changes: Vec<String>,
 }
 
 /// What [`Session::ensure_clone`] did.
@@ -126,9 +150,10 @@ pub enum StatementError {
         /// What the server said.
         server: ServerMessage,
     },
-    /// An existing clone has rights its base role lacks; nothing was changed.
-    #[error("the existing alternate user {}", .reasons.join("; "))]
-    UnsafeClone {
+    /// An existing role has rights it must not have (a clone: rights its base role lacks; the
+    /// application role: superuser, CREATEROLE, CREATEDB…); nothing was changed.
+    #[error("the existing role {}", .reasons.join("; "))]
+    Unsafe {
         /// Each right, as "is a superuser", "has CREATEDB", ….
         reasons: Vec<String>,
     },
@@ -318,7 +343,7 @@ impl PgSession {
         }
         let reasons = unsafe_clone_reasons(&facts, base);
         if !reasons.is_empty() {
-            return Err(StatementError::UnsafeClone { reasons }.into());
+            return Err(StatementError::Unsafe { reasons }.into());
         }
         let mut repaired = Vec::new();
         if !facts.get::<_, bool>("rolcanlogin") {
@@ -344,6 +369,37 @@ impl PgSession {
     }
 }
 
+/// Everything [`Session::ensure_app_role`] checks first: `$1` the role, `$2` the privilege that
+/// lets the session `SET ROLE` to it (`SET` on 16+, `MEMBER` before). The role may not exist: its
+/// columns are then NULL.
+const APP_ROLE_FACTS: &str = "
+SELECT r.oid AS role_oid, r.rolsuper, r.rolcanlogin,
+  array_remove(ARRAY[
+    CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+    CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+    CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+    CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL) AS attributes,
+  coalesce(pg_has_role(r.oid, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'rds_superuser'), 'MEMBER'), false)
+    AS in_rds_superuser,
+  current_database()::text AS dbname,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+          WHERE d.datname = current_database() AND a.grantee = r.oid AND a.privilege_type = 'CONNECT') AS granted_connect,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+          WHERE d.datname = current_database() AND a.grantee = 0) AS public_on_database,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = x.name) AS schema_exists,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = x.name AND n.nspowner = r.oid) AS owns_schema,
+  to_regclass('public.items') IS NOT NULL AS legacy_items
+FROM (SELECT $1::text AS name) x LEFT JOIN pg_catalog.pg_roles r ON r.rolname = x.name";
+
+/// What the role has on an `items` table an earlier version left in `public`.
+const LEGACY_ITEMS: &str = "
+SELECT c.relowner = r.oid AS owns,
+  has_table_privilege(r.oid, c.oid, 'SELECT') AND has_table_privilege(r.oid, c.oid, 'INSERT')
+    AND has_table_privilege(r.oid, c.oid, 'UPDATE') AND has_table_privilege(r.oid, c.oid, 'DELETE') AS dml,
+  has_schema_privilege(r.oid, c.relnamespace, 'USAGE') AS usage
+FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+WHERE c.oid = 'public.items'::regclass AND r.rolname = $1";
+
 /// Every right an existing clone has that its base role lacks, as sentences.
 fn unsafe_clone_reasons(facts: &tokio_postgres::Row, base: &str) -> Vec<String> {
     let mut reasons = Vec::new();
@@ -365,6 +421,189 @@ fn unsafe_clone_reasons(facts: &tokio_postgres::Row, base: &str) -> Vec<String> 
         )),
     }
     reasons
+}
+
+impl PgSession {
+    /// One transaction of [`Session::ensure_app_role`].
+    async fn try_ensure_app_role(
+        &mut self,
+        role: &str,
+        password: Option<&SecretString>,
+        reset_password: bool,
+        settings: ServerSettings,
+    ) -> Result<AppRoleChange, Attempt> {
+        let on = |r: &str| {
+            let r = r.to_owned();
+            move |e: tokio_postgres::Error| Attempt::Failed(StatementError::from_pg(&e, &r))
+        };
+        let modern = settings.version_num >= 160_000;
+        let set_privilege = if modern { "SET" } else { "MEMBER" };
+        let tx = self.conn.client.transaction().await.map_err(on(role))?;
+        let facts = tx.query_one(APP_ROLE_FACTS, &[&role]).await.map_err(on(role))?;
+        let dbname: String = facts.get("dbname");
+        let (quoted, database) = (escape_identifier(role), escape_identifier(&dbname));
+        let mut change = AppRoleChange::default();
+        if facts.get::<_, Option<u32>>("role_oid").is_none() {
+            let password = password.ok_or_else(|| {
+                StatementError::Failed(format!(
+                    "role {role} does not exist, and the secret's AWSCURRENT is for another user, so there is no password to create it with"
+                ))
+            })?;
+            match tx
+                .batch_execute(create_role_sql(role, password, settings.encryption).expose_secret())
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_OBJECT || *c == SqlState::UNIQUE_VIOLATION) =>
+                {
+                    return Err(Attempt::Raced);
+                }
+                Err(e) => return Err(on(role)(e)),
+            }
+            change.created = true;
+            change.changes.push(format!("created role {role} with LOGIN"));
+        } else {
+            let mut reasons = Vec::new();
+            if facts.get::<_, Option<bool>>("rolsuper").unwrap_or(false) {
+                reasons.push("is a superuser".to_owned());
+            }
+            for attribute in facts.get::<_, Option<Vec<String>>>("attributes").unwrap_or_default() {
+                reasons.push(format!("has {attribute}"));
+            }
+            if facts.get::<_, bool>("in_rds_superuser") {
+                reasons.push("is a member of rds_superuser".to_owned());
+            }
+            if !reasons.is_empty() {
+                return Err(StatementError::Unsafe { reasons }.into());
+            }
+            if !facts.get::<_, Option<bool>>("rolcanlogin").unwrap_or(false) {
+                tx.batch_execute(&format!("ALTER ROLE {quoted} LOGIN"))
+                    .await
+                    .map_err(on(role))?;
+                change.changes.push("LOGIN".to_owned());
+            }
+            if let (true, Some(password)) = (reset_password, password) {
+                tx.batch_execute(alter_password_sql(role, password, settings.encryption).expose_secret())
+                    .await
+                    .map_err(on(role))?;
+                change
+                    .changes
+                    .push("its password set to the secret's AWSCURRENT, which it did not accept".to_owned());
+            }
+        }
+        if facts.get::<_, bool>("public_on_database") {
+            // Other roles reach this database only through explicit grants (the master owns it).
+            tx.batch_execute(&format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC"))
+                .await
+                .map_err(on(role))?;
+            change
+                .changes
+                .push(format!("PUBLIC's CONNECT and TEMPORARY on database {dbname} revoked"));
+        }
+        if !facts.get::<_, bool>("granted_connect") {
+            tx.batch_execute(&format!("GRANT CONNECT ON DATABASE {database} TO {quoted}"))
+                .await
+                .map_err(on(role))?;
+            change.changes.push(format!("CONNECT on database {dbname}"));
+        }
+        // GRANT by a role without the grant option only warns: check the outcome.
+        let connects: bool = tx
+            .query_one(
+                "SELECT has_database_privilege($1, current_database(), 'CONNECT')",
+                &[&role],
+            )
+            .await
+            .map_err(on(role))?
+            .get(0);
+        if !connects {
+            return Err(StatementError::Failed(format!(
+                "the master may not grant CONNECT on database {dbname} (it neither owns it nor holds the grant option): as its owner, run GRANT CONNECT ON DATABASE {database} TO {quoted}"
+            ))
+            .into());
+        }
+        match (
+            facts.get::<_, bool>("schema_exists"),
+            facts.get::<_, bool>("owns_schema"),
+        ) {
+            (true, true) => {}
+            (true, false) => {
+                return Err(StatementError::Failed(format!(
+                    "schema {role} exists in database {dbname} and belongs to another role; the application role must own its schema: ALTER SCHEMA {quoted} OWNER TO {quoted}, or drop it"
+                ))
+                .into());
+            }
+            (false, _) => {
+                // AUTHORIZATION another role needs the right to become it: SET (16+) or
+                // membership (15). A master that created the role holds only ADMIN on 16+, so
+                // it takes SET for this statement and gives it back.
+                let can_set: bool = tx
+                    .query_one("SELECT pg_has_role(current_user, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1), $2)", &[&role, &set_privilege])
+                    .await
+                    .map_err(on(role))?
+                    .get(0);
+                if !can_set {
+                    let options = if modern { " WITH INHERIT FALSE, SET TRUE" } else { "" };
+                    tx.batch_execute(&format!("GRANT {quoted} TO CURRENT_USER{options}"))
+                        .await
+                        .map_err(on(role))?;
+                }
+                tx.batch_execute(&format!("CREATE SCHEMA {quoted} AUTHORIZATION {quoted}"))
+                    .await
+                    .map_err(on(role))?;
+                if !can_set {
+                    tx.batch_execute(&format!("REVOKE {quoted} FROM CURRENT_USER"))
+                        .await
+                        .map_err(on(role))?;
+                }
+                change.changes.push(format!("schema {role} owned by {role}"));
+            }
+        }
+        if facts.get::<_, bool>("legacy_items") {
+            legacy_items_access(&tx, role, &quoted, &mut change).await?;
+        }
+        tx.commit().await.map_err(on(role))?;
+        Ok(change)
+    }
+}
+
+/// An `items` table in `public` that an earlier version created as the master: the role gets what
+/// the API does with it (read, insert, update, delete; identity columns need nothing more), and
+/// the check after the grant catches a master that did not own it.
+async fn legacy_items_access(
+    tx: &tokio_postgres::Transaction<'_>,
+    role: &str,
+    quoted: &str,
+    change: &mut AppRoleChange,
+) -> Result<(), Attempt> {
+    let on = |e: tokio_postgres::Error| Attempt::Failed(StatementError::from_pg(&e, role));
+    let row = tx.query_one(LEGACY_ITEMS, &[&role]).await.map_err(on)?;
+    if row.get::<_, bool>("owns") {
+        return Ok(());
+    }
+    if !row.get::<_, bool>("usage") {
+        tx.batch_execute(&format!("GRANT USAGE ON SCHEMA public TO {quoted}"))
+            .await
+            .map_err(on)?;
+        change.changes.push("USAGE on schema public".to_owned());
+    }
+    if !row.get::<_, bool>("dml") {
+        tx.batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON public.items TO {quoted}"
+        ))
+        .await
+        .map_err(on)?;
+        change
+            .changes
+            .push("SELECT, INSERT, UPDATE, DELETE on public.items (made by an earlier version)".to_owned());
+    }
+    let row = tx.query_one(LEGACY_ITEMS, &[&role]).await.map_err(on)?;
+    if !(row.get::<_, bool>("dml") && row.get::<_, bool>("usage")) {
+        return Err(StatementError::Failed(format!(
+            "public.items exists (made by an earlier version) but the master may not grant {role} access to it: as its owner, run GRANT USAGE ON SCHEMA public TO {quoted}; GRANT SELECT, INSERT, UPDATE, DELETE ON public.items TO {quoted}"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 impl Logins for PgLogins {
@@ -409,6 +648,26 @@ impl Session for PgSession {
                 }
             }
         }
+    }
+
+    async fn ensure_app_role(
+        &mut self,
+        role: &str,
+        password: Option<&SecretString>,
+        reset_password: bool,
+    ) -> Result<AppRoleChange, StatementError> {
+        let settings = self.settings().await?;
+        for _ in 0..2 {
+            match self.try_ensure_app_role(role, password, reset_password, settings).await {
+                Ok(change) => return Ok(change),
+                Err(Attempt::Failed(e)) => return Err(e),
+                // Another invocation made it meanwhile: check it like any existing role.
+                Err(Attempt::Raced) => tracing::info!("the role was created concurrently; checking it"),
+            }
+        }
+        Err(StatementError::Failed(format!(
+            "role {role} was reported as created concurrently, but is not visible"
+        )))
     }
 
     async fn probe(&mut self, query: &str) -> Result<(), StatementError> {

@@ -143,9 +143,9 @@ pub enum Error {
         #[source]
         source: Box<ConnectError>,
     },
-    /// Alternating users: the secret has no `masterarn`.
+    /// Alternating users (or the `Custom::DatabaseRole` resource): the secret has no `masterarn`.
     #[error(
-        "secret {secret} has no \"masterarn\" key, which alternating-users rotation needs to find the privileged secret"
+        "secret {secret} has no \"masterarn\" key, which alternating-users rotation and the Custom::DatabaseRole resource need to find the privileged secret"
     )]
     NoMasterArn {
         /// Secret ARN.
@@ -182,6 +182,18 @@ pub enum Error {
         /// The connect failure.
         #[source]
         source: Box<ConnectError>,
+    },
+    /// `Custom::DatabaseRole`: the role exists with rights the API must not have.
+    #[error(
+        "secret {secret}: role {role} exists and {reasons}; the API's role must have none of these, so it is left as it is and not used. Remove them (ALTER ROLE … NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS, REVOKE rds_superuser FROM …) or name another user in the secret"
+    )]
+    AppRoleUnsafe {
+        /// The application secret.
+        secret: String,
+        /// The role.
+        role: String,
+        /// What it has.
+        reasons: String,
     },
     /// finishSecret: the pending credentials do not log in, so `AWSCURRENT` is not moved.
     #[error(
@@ -282,6 +294,8 @@ pub enum Statement {
     MasterSetPassword,
     /// testSecret's `TEST_QUERY`.
     Probe,
+    /// `Custom::DatabaseRole`: the master's CREATE ROLE, GRANTs and CREATE SCHEMA.
+    AppRole,
 }
 
 impl Statement {
@@ -292,6 +306,7 @@ impl Statement {
             Self::CreateOrSetPassword => "CREATE/ALTER ROLE",
             Self::MasterSetPassword => "ALTER ROLE … PASSWORD (as the master)",
             Self::Probe => "TEST_QUERY",
+            Self::AppRole => "CREATE ROLE / GRANT / CREATE SCHEMA (Custom::DatabaseRole)",
         }
     }
 
@@ -301,6 +316,7 @@ impl Statement {
             Self::CreateOrSetPassword => "create or change the password of",
             Self::MasterSetPassword => "change the password of",
             Self::Probe => "run TEST_QUERY as",
+            Self::AppRole => "create or set up",
         }
     }
 
@@ -316,6 +332,9 @@ impl Statement {
             }
             Self::MasterSetPassword => "the master secret's user needs CREATEROLE or rds_password (or superuser)",
             Self::Probe => "grant the user what TEST_QUERY needs",
+            Self::AppRole => {
+                "the master secret's user needs CREATEROLE, and must own the database (or hold CONNECT on it WITH GRANT OPTION) to grant CONNECT on it"
+            }
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   tested against db-credentials' exact in-memory model of its version-stage rules.
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
 //!   secrets; [`logging`]: the log set-up; [`failpoint`]: test-only stops after each write.
+//! * [`custom_resource`]: the `Custom::DatabaseRole` CloudFormation resource the same function
+//!   serves ([`Rotator::handle_custom_resource`]): the application role, made through the master.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod error;
 pub mod event;

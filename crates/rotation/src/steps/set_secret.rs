@@ -156,7 +156,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
                 .map(|()| RoleChange::PasswordSet { repaired: Vec::new() })
         };
         let change = change.map_err(|e| match e {
-            StatementError::UnsafeClone { reasons } => Error::UnsafeClone {
+            StatementError::Unsafe { reasons } => Error::UnsafeClone {
                 secret: arn.to_owned(),
                 clone: user.to_owned(),
                 base: base.to_owned(),
@@ -188,7 +188,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
     /// in its database, with the current version's TLS settings (same host, so the same rules:
     /// neither the master secret nor a pending version can weaken them). Returns the session and
     /// the master's user name.
-    async fn master_session(
+    pub(crate) async fn master_session(
         &self,
         arn: &str,
         current: &Version,

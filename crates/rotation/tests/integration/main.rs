@@ -7,6 +7,8 @@
 
 mod alternating;
 mod clone;
+mod cloudformation;
+mod custom_resource;
 mod failures;
 mod interruptions;
 mod logs;

@@ -2,6 +2,7 @@
 //! of rotation-anchors.md §d that does not need a real server.
 
 mod create;
+mod custom_resource;
 mod finish;
 mod set;
 mod stages;
@@ -11,7 +12,7 @@ mod whole;
 use super::*;
 use crate::{
     Rotator, StepError,
-    db::{RoleChange, ServerMessage, Session},
+    db::{AppRoleChange, RoleChange, ServerMessage, Session},
     strategy::Strategy,
 };
 use db_credentials::{
@@ -192,7 +193,7 @@ impl Session for FakeSession {
         let existing = self.db.state().roles.get(clone).cloned();
         if let Some(role) = existing {
             if role.superuser {
-                return Err(StatementError::UnsafeClone {
+                return Err(StatementError::Unsafe {
                     reasons: vec!["is a superuser".into()],
                 });
             }
@@ -217,6 +218,49 @@ impl Session for FakeSession {
         );
         s.changes.push(format!("CREATE {clone}"));
         Ok(RoleChange::Created)
+    }
+
+    async fn ensure_app_role(
+        &mut self,
+        role: &str,
+        password: Option<&SecretString>,
+        reset_password: bool,
+    ) -> Result<AppRoleChange, StatementError> {
+        let superuser = self.db.state().roles.get(&self.user).is_some_and(|r| r.superuser);
+        if !superuser {
+            return Err(denied(role, "permission denied to create role"));
+        }
+        let mut s = self.db.state();
+        match s.roles.get_mut(role) {
+            Some(r) if r.superuser => Err(StatementError::Unsafe {
+                reasons: vec!["is a superuser".into()],
+            }),
+            Some(r) => {
+                let mut change = AppRoleChange::default();
+                if let (true, Some(p)) = (reset_password, password) {
+                    r.password = p.expose_secret().to_owned();
+                    s.changes.push(format!("ALTER {role}"));
+                    change.changes.push("password".into());
+                }
+                Ok(change)
+            }
+            None => {
+                let password = password.ok_or_else(|| StatementError::Failed("no password".into()))?;
+                s.roles.insert(
+                    role.to_owned(),
+                    Role {
+                        password: password.expose_secret().to_owned(),
+                        member_of: Vec::new(),
+                        superuser: false,
+                    },
+                );
+                s.changes.push(format!("CREATE {role}"));
+                Ok(AppRoleChange {
+                    created: true,
+                    changes: vec![format!("created role {role} with LOGIN")],
+                })
+            }
+        }
     }
 
     async fn probe(&mut self, query: &str) -> Result<(), StatementError> {
