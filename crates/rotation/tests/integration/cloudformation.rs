@@ -119,7 +119,7 @@ impl LocalCloudFormation {
     }
 }
 
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
+pub async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
