@@ -177,6 +177,7 @@ async fn a_clone_created_concurrently_converges() {
     // ROLE, which then waits on pg_authid's unique index and fails 23505 when the other commits.
     let master = stack.master().await.unwrap();
     let other = stack.postgres.connect_as(&master.username, "postgres").await.unwrap();
+    devstack::evidence::record_secret("Racing-clone-pw-1");
     let literal = stack
         .postgres
         .password_literal(&clone, "Racing-clone-pw-1")
