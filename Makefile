@@ -9,13 +9,14 @@ SHELL := /bin/bash
 TOOLS_BIN := $(CURDIR)/target/tools/py/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps test test-pg18 run rotate failover lint fmt soak bench
+.PHONY: help deps test test-pg18 run rotate rotate-deployed failover lint fmt soak bench
 
 
 help:
 	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
 	@echo "make test     every test, with its own throwaway stack"
 	@echo "make rotate   rotate the make-run secret through the rotation function"
+	@echo "make rotate-deployed SECRET=<arn> [FUNCTION=<fn>]  rotate a deployed secret now, stopping at the first failed step"
 	@echo "make failover fail the make-run database over to its standby (FAILOVER_MODE=crash|demote, DNS_DELAY=s)"
 	@echo "make bench    measure the release build, rewrite docs/benchmarks.md"
 	@echo "make lint     rustfmt, clippy, cfn-lint"
@@ -33,6 +34,13 @@ run: deps
 
 rotate:
 	cargo run -q --bin devstack -- rotate
+
+# A deployed stack's secret, now: the four steps one at a time through the deployed rotation
+# function, stopping at the first failure (docs/rotation-runbook.md#rotate-now). Uses the AWS CLI
+# and credentials of your shell, not the devstack's tools.
+rotate-deployed:
+	@test -n "$(SECRET)" || { echo "usage: make rotate-deployed SECRET=<secret ARN> [FUNCTION=<rotation function>]" >&2; exit 2; }
+	@PATH="$(subst $(TOOLS_BIN):,,$(PATH))" scripts/rotate-deployed.sh "$(SECRET)" "$(FUNCTION)"
 
 # Beside `make run`, in another terminal: see docs/failover.md.
 FAILOVER_MODE ?= crash

@@ -11,7 +11,7 @@
 //! returns; [`Postgres::failover`] (in [`crate::failover`]) moves the writer.
 
 use crate::{DevstackError, endpoint::Endpoint, free_port, guard::Guardian, guard::sh_quote, random_token};
-use postgres_protocol::escape::{escape_identifier, escape_literal};
+use postgres_protocol::escape::escape_identifier;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -537,24 +537,27 @@ impl Postgres {
         socket_client(&node.dir, node.port, role, dbname).await
     }
 
-    /// The stored form of `password` for `role` on this server: a SCRAM verifier, or an md5 hash
-    /// on an md5 server, as a SQL literal. The plaintext never reaches the server or its log.
+    /// The stored form of `password` for `role` on this server, as the rotation function computes
+    /// it ([`rotation::verifier`]): a SCRAM verifier with the server's iteration count, or an md5
+    /// hash on an md5 server, as a SQL literal. The plaintext never reaches the server or its log.
     ///
     /// # Errors
     /// When the server does not answer.
     pub async fn password_literal(&self, role: &str, password: &str) -> Result<String, DevstackError> {
-        let encryption: String = self
+        use rotation::verifier::{PasswordEncryption, SETTINGS_QUERY, stored_password_literal};
+        use secrecy::{ExposeSecret, SecretString};
+        let row = self
             .admin()
             .await?
-            .query_one("SHOW password_encryption", &[])
+            .query_one(SETTINGS_QUERY, &[])
             .await
-            .map_err(|e| DevstackError::Postgres(describe(&e)))?
-            .get(0);
-        Ok(if encryption == "md5" {
-            escape_literal(&postgres_protocol::password::md5(password.as_bytes(), role))
-        } else {
-            verifier(password)
-        })
+            .map_err(|e| DevstackError::Postgres(describe(&e)))?;
+        let encryption = PasswordEncryption::from_settings(row.get(0), row.get::<_, Option<&str>>(1))
+            .map_err(|e| DevstackError::Postgres(e.to_string()))?;
+        let password = SecretString::from(password.to_owned());
+        Ok(stored_password_literal(role, &password, encryption)
+            .expose_secret()
+            .to_owned())
     }
 
     /// Creates a login role with a password, sent as a SCRAM verifier (md5 hash on an md5 server)
@@ -664,9 +667,16 @@ pub(crate) async fn socket_client(
     Ok(client)
 }
 
-/// The SCRAM-SHA-256 verifier of a password as a SQL literal.
+/// The SCRAM-SHA-256 verifier (4096 iterations, fresh salt) of a password as a SQL literal, as
+/// the rotation function computes it.
 pub fn verifier(password: &str) -> String {
-    escape_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes()))
+    use rotation::verifier::{PasswordEncryption, stored_password_literal};
+    use secrecy::{ExposeSecret, SecretString};
+    let password = SecretString::from(password.to_owned());
+    // The role name salts only the md5 form.
+    stored_password_literal("", &password, PasswordEncryption::default())
+        .expose_secret()
+        .to_owned()
 }
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).

@@ -83,8 +83,11 @@ impl Postgres {
     pub async fn create_rds_master(&self, username: &str, password: &str) -> Result<MasterLogin, DevstackError> {
         crate::evidence::record_secret(password);
         let master = escape_identifier(username);
+        // One implicit transaction; the advisory lock makes concurrent callers (tests making
+        // masters of their own beside the shared one) take turns at creating RDS's roles.
         let sql = format!(
-            "DO $$ BEGIN
+            "SELECT pg_advisory_xact_lock(727022);
+             DO $$ BEGIN
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rds_superuser') THEN
                  CREATE ROLE rds_superuser NOLOGIN;
                  GRANT pg_monitor, pg_signal_backend TO rds_superuser;

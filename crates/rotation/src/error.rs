@@ -143,9 +143,9 @@ pub enum Error {
         #[source]
         source: Box<ConnectError>,
     },
-    /// Alternating users: the secret has no `masterarn`.
+    /// Alternating users (or the `Custom::DatabaseRole` resource): the secret has no `masterarn`.
     #[error(
-        "secret {secret} has no \"masterarn\" key, which alternating-users rotation needs to find the privileged secret"
+        "secret {secret} has no \"masterarn\" key, which alternating-users rotation and the Custom::DatabaseRole resource need to find the privileged secret"
     )]
     NoMasterArn {
         /// Secret ARN.
@@ -183,12 +183,39 @@ pub enum Error {
         #[source]
         source: Box<ConnectError>,
     },
-    /// The user that logged in may not change the password (SQLSTATE 42501), e.g. under
-    /// `rds.restrict_password_commands`, or a master without the right to create the clone.
+    /// `Custom::DatabaseRole`: the role exists with rights the API must not have.
     #[error(
-        "{user} is not allowed to {} role {role} on {host} (SQLSTATE 42501: {detail}); {}",
-        .statement.verb(),
-        .statement.hint()
+        "secret {secret}: role {role} exists and {reasons}; the API's role must have none of these, so it is left as it is and not used. Remove them (ALTER ROLE … NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS, REVOKE rds_superuser FROM …) or name another user in the secret"
+    )]
+    AppRoleUnsafe {
+        /// The application secret.
+        secret: String,
+        /// The role.
+        role: String,
+        /// What it has.
+        reasons: String,
+    },
+    /// finishSecret: the pending credentials do not log in, so `AWSCURRENT` is not moved.
+    #[error(
+        "secret {secret}: refusing to move AWSCURRENT to version {token}: its credentials do not log in ({source}); AWSCURRENT stays on version {current}. Run setSecret and testSecret for this version again (a retry of the rotation does), then finishSecret"
+    )]
+    FinishRefused {
+        /// Secret ARN.
+        secret: String,
+        /// The event's token.
+        token: String,
+        /// The version that keeps `AWSCURRENT`.
+        current: String,
+        /// The failed login.
+        #[source]
+        source: Box<ConnectError>,
+    },
+    /// The user that logged in may not change the password (SQLSTATE 42501), e.g. under
+    /// `rds.restrict_password_commands`, or a master without the right to create the clone (on
+    /// Postgres 16+, without ADMIN OPTION on the role).
+    #[error(
+        "{user} is not allowed to {} role {role} on {host} (SQLSTATE 42501: {detail}); {fix}",
+        .statement.verb()
     )]
     PermissionDenied {
         /// The user logged in.
@@ -199,8 +226,25 @@ pub enum Error {
         role: String,
         /// host:port.
         host: String,
-        /// The server's message.
+        /// The server's message, with its DETAIL and HINT.
         detail: String,
+        /// What to do: the privilege that is missing and how to grant it.
+        fix: String,
+    },
+    /// Alternating users: the existing `<user>_clone` has rights `<user>` lacks (or is a
+    /// superuser). Rotating to it would hand the API those rights; nothing was changed.
+    #[error(
+        "secret {secret}: refusing to rotate to {clone}: the existing alternate user {reasons}. An alternate user must have no rights {base} lacks; nothing was changed and AWSCURRENT stays on {base}. Remove those rights from {clone} (ALTER ROLE … NOSUPERUSER/NOCREATEDB/…, REVOKE <role> FROM {clone}, REASSIGN OWNED BY {clone} TO {base} or grant the objects to {base}), or drop {clone} so the next rotation creates it afresh"
+    )]
+    UnsafeClone {
+        /// Secret ARN.
+        secret: String,
+        /// The clone.
+        clone: String,
+        /// The user it stands in for.
+        base: String,
+        /// What it has that `base` lacks.
+        reasons: String,
     },
     /// A statement failed for another reason.
     #[error("{} on {host} as {user} failed: {detail}", .statement.as_str())]
@@ -250,6 +294,8 @@ pub enum Statement {
     MasterSetPassword,
     /// testSecret's `TEST_QUERY`.
     Probe,
+    /// `Custom::DatabaseRole`: the master's CREATE ROLE, GRANTs and CREATE SCHEMA.
+    AppRole,
 }
 
 impl Statement {
@@ -260,6 +306,7 @@ impl Statement {
             Self::CreateOrSetPassword => "CREATE/ALTER ROLE",
             Self::MasterSetPassword => "ALTER ROLE … PASSWORD (as the master)",
             Self::Probe => "TEST_QUERY",
+            Self::AppRole => "CREATE ROLE / GRANT / CREATE SCHEMA (Custom::DatabaseRole)",
         }
     }
 
@@ -269,10 +316,13 @@ impl Statement {
             Self::CreateOrSetPassword => "create or change the password of",
             Self::MasterSetPassword => "change the password of",
             Self::Probe => "run TEST_QUERY as",
+            Self::AppRole => "create or set up",
         }
     }
 
-    fn hint(self) -> &'static str {
+    /// What to do about a permission refused to this statement, when the server's message does
+    /// not say which grant is missing.
+    pub fn hint(self) -> &'static str {
         match self {
             Self::SetOwnPassword => {
                 "grant it the right (rds_password under rds.restrict_password_commands) or add a masterarn to the secret so the master sets it"
@@ -282,6 +332,9 @@ impl Statement {
             }
             Self::MasterSetPassword => "the master secret's user needs CREATEROLE or rds_password (or superuser)",
             Self::Probe => "grant the user what TEST_QUERY needs",
+            Self::AppRole => {
+                "the master secret's user needs CREATEROLE, and must own the database (or hold CONNECT on it WITH GRANT OPTION) to grant CONNECT on it"
+            }
         }
     }
 }

@@ -71,7 +71,9 @@ pub const MAX_TOKEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// The payload is not a JSON object.
-    #[error("the rotation event must be a JSON object with SecretId, ClientRequestToken and Step")]
+    #[error(
+        "the event must be a JSON object: a rotation step (SecretId, ClientRequestToken, Step) or a CloudFormation custom resource request"
+    )]
     NotObject,
     /// A required key is absent.
     #[error("the rotation event has no \"{key}\" key")]
@@ -95,12 +97,46 @@ pub enum EventError {
         /// The limit.
         max: usize,
     },
+    /// The payload has keys of a rotation step and of a CloudFormation request.
+    #[error(
+        "the event carries both rotation keys (Step, ClientRequestToken) and CloudFormation keys (RequestType, ResponseURL); refusing to guess which it is"
+    )]
+    Ambiguous,
     /// `Step` names no step of the protocol.
     #[error("unknown rotation step \"{step}\": expected createSecret, setSecret, testSecret or finishSecret")]
     UnknownStep {
         /// The name received (at most 64 characters of it).
         step: String,
     },
+}
+
+/// What an invocation is: a rotation step from Secrets Manager, or a CloudFormation custom
+/// resource request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `{"SecretId","ClientRequestToken","Step"}`.
+    RotationStep,
+    /// `{"RequestType","ResponseURL",…}`: see [`crate::custom_resource`].
+    CustomResource,
+}
+
+/// Tells the two shapes apart by their keys. A payload with keys of both is refused rather than
+/// guessed at: the wrong guess would run a rotation step, or answer CloudFormation, for an event
+/// that meant the other.
+///
+/// # Errors
+/// [`EventError::NotObject`], or [`EventError::Ambiguous`].
+pub fn kind(value: &Value) -> Result<EventKind, EventError> {
+    let Value::Object(map) = value else {
+        return Err(EventError::NotObject);
+    };
+    let custom = crate::custom_resource::event::looks_like_custom_resource(value);
+    let rotation = map.contains_key("Step") || map.contains_key("ClientRequestToken");
+    match (custom, rotation) {
+        (true, true) => Err(EventError::Ambiguous),
+        (true, false) => Ok(EventKind::CustomResource),
+        (false, _) => Ok(EventKind::RotationStep),
+    }
 }
 
 /// One invocation of the rotation function.
@@ -227,6 +263,26 @@ mod tests {
         let err =
             RotationEvent::from_json(&json!({"SecretId":7,"ClientRequestToken":"t","Step":"setSecret"})).unwrap_err();
         assert_eq!(err, EventError::InvalidValue { key: "SecretId" });
+    }
+
+    #[test]
+    fn the_two_shapes_are_told_apart_and_a_mix_is_refused() {
+        let step = json!({"SecretId":"s","ClientRequestToken":"t","Step":"createSecret"});
+        assert_eq!(kind(&step), Ok(EventKind::RotationStep));
+        let cfn: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/cloudformation-custom-resource-create.json"
+        ))
+        .unwrap();
+        assert_eq!(kind(&cfn), Ok(EventKind::CustomResource));
+        let mut both = cfn.clone();
+        both["Step"] = json!("finishSecret");
+        assert_eq!(kind(&both), Err(EventError::Ambiguous));
+        let mut both = step.clone();
+        both["ResponseURL"] = json!("https://example.com/x");
+        assert_eq!(kind(&both), Err(EventError::Ambiguous));
+        assert_eq!(kind(&json!("createSecret")), Err(EventError::NotObject));
+        // A rotation event that lacks everything is still a rotation event, refused by its parser.
+        assert_eq!(kind(&json!({})), Ok(EventKind::RotationStep));
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //!
 //! * [`event`]: the event the service sends; [`config`] and [`password`]: env read once at start.
 //! * [`steps`]: one file per step, each after the stage checks of AWS's templates.
-//! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password as a
-//!   SCRAM verifier computed here, so the plaintext never reaches Postgres.
+//! * [`strategy`]: which user a rotation changes; [`db`]: logging in and setting a password in
+//!   the form [`verifier`] computes from the server's settings, so the plaintext never reaches
+//!   Postgres.
 //! * [`secrets`]: the Secrets Manager calls, db-credentials' reads plus rotation's writes, unit
 //!   tested against db-credentials' exact in-memory model of its version-stage rules.
 //! * [`rotator`]: the function itself, [`Rotator::handle`], bounded in time and logged without
 //!   secrets; [`logging`]: the log set-up; [`failpoint`]: test-only stops after each write.
+//! * [`custom_resource`]: the `Custom::DatabaseRole` CloudFormation resource the same function
+//!   serves ([`Rotator::handle_custom_resource`]): the application role, made through the master.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod error;
 pub mod event;
@@ -35,6 +39,7 @@ pub mod rotator;
 pub mod secrets;
 pub mod steps;
 pub mod strategy;
+pub mod verifier;
 
 pub use config::Config;
 pub use error::{Error, StepError};

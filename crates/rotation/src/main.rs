@@ -1,7 +1,13 @@
-//! The `rotation` Lambda: configuration and clients once, then one step per invocation.
+//! The `rotation` Lambda: configuration and clients once, then, per invocation, one rotation step
+//! (Secrets Manager) or one `Custom::DatabaseRole` request (CloudFormation), told apart by the
+//! event's keys ([`rotation::event::kind`]).
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use rotation::{AwsRotator, Config, RotationEvent, StepError};
+use rotation::{
+    AwsRotator, Config, RotationEvent,
+    custom_resource::HttpsResponder,
+    event::{self, EventKind},
+};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -20,35 +26,63 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     );
     let sdk = db_credentials::aws::load_sdk_config().await;
     let rotator = Arc::new(AwsRotator::from_sdk(config, &sdk));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| {
-        let rotator = Arc::clone(&rotator);
+    let responder =
+        Arc::new(HttpsResponder::new().inspect_err(|e| tracing::error!(error = %e, "cannot set up HTTPS"))?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let (rotator, responder) = (Arc::clone(&rotator), Arc::clone(&responder));
         async move {
             let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
-            // Boxed: the step's future type is deep enough to exceed the compiler's layout limit
-            // once nested inside the runtime's.
-            let outcome = Box::pin(rotator.handle(&event.payload, Some(deadline)))
-                .await
-                .map_err(Failure)?;
-            Ok::<_, Failure>(serde_json::json!({"step": event.payload.step.as_str(), "outcome": outcome.as_str()}))
+            let payload = event.payload;
+            match event::kind(&payload).map_err(|e| Failure::new("InvalidEvent", e.to_string()))? {
+                EventKind::CustomResource => {
+                    let answered = Box::pin(rotator.handle_custom_resource(&payload, Some(deadline), &*responder))
+                        .await
+                        .map_err(|e| Failure::new("CustomResourceError", e.to_string()))?;
+                    Ok::<_, Failure>(serde_json::json!({
+                        "customResource": answered.request_type.map(|t| t.as_str()),
+                        "status": answered.status,
+                        "physicalResourceId": answered.physical_resource_id,
+                    }))
+                }
+                EventKind::RotationStep => {
+                    let step =
+                        RotationEvent::from_json(&payload).map_err(|e| Failure::new("RotationError", e.to_string()))?;
+                    // Boxed: the step's future type is deep enough to exceed the compiler's layout
+                    // limit once nested inside the runtime's.
+                    let outcome = Box::pin(rotator.handle(&step, Some(deadline)))
+                        .await
+                        .map_err(|e| Failure::new("RotationError", e.to_string()))?;
+                    Ok(serde_json::json!({"step": step.step.as_str(), "outcome": outcome.as_str()}))
+                }
+            }
         }
     }))
     .await
 }
 
-/// The error the runtime reports (and logs with `Debug`): the step error's sentence.
-struct Failure(StepError);
+/// The error the runtime reports (and logs with `Debug`): a type and the error's sentence.
+struct Failure {
+    error_type: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(error_type: &'static str, message: String) -> Self {
+        Self { error_type, message }
+    }
+}
 
 impl std::fmt::Debug for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
+        f.write_str(&self.message)
     }
 }
 
 impl From<Failure> for Diagnostic {
     fn from(f: Failure) -> Self {
         Diagnostic {
-            error_type: "RotationError".to_owned(),
-            error_message: f.0.to_string(),
+            error_type: f.error_type.to_owned(),
+            error_message: f.message,
         }
     }
 }

@@ -27,11 +27,11 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// The rotation function over a [`SecretsApi`], [`Logins`] and an [`RdsEndpoints`].
 #[derive(Debug)]
 pub struct Rotator<S, L, R> {
-    config: Config,
-    secrets: S,
-    logins: L,
-    rds: R,
-    failpoints: Failpoints,
+    pub(crate) config: Config,
+    pub(crate) secrets: S,
+    pub(crate) logins: L,
+    pub(crate) rds: R,
+    pub(crate) failpoints: Failpoints,
 }
 
 /// The production function: AWS SDK, Postgres, RDS API.
@@ -130,9 +130,13 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
         .await
     }
 
-    fn budget(&self, deadline: Option<SystemTime>) -> Duration {
-        let from_deadline = deadline.map(|d| {
-            d.duration_since(SystemTime::now())
+    pub(crate) fn budget(&self, deadline: Option<SystemTime>) -> Duration {
+        // A deadline already past when the invocation starts is not one Lambda would send: it is
+        // an emulator's placeholder (`cargo lambda watch` sends Lambda-Runtime-Deadline-Ms: 600000,
+        // ten minutes after 1970), and honouring it would cut every step to the 1 s floor below.
+        let now = SystemTime::now();
+        let from_deadline = deadline.filter(|d| *d > now).map(|d| {
+            d.duration_since(now)
                 .unwrap_or_default()
                 .saturating_sub(DEADLINE_MARGIN)
         });

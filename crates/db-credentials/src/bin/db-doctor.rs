@@ -1,6 +1,7 @@
 //! `db-doctor`: resolves database credentials exactly as the items API does, then checks every
 //! stage from configuration to a query and says what to do about the first one that fails.
-//! Never prints a password. Exit status 0 when everything passes, 1 otherwise, 2 for a bad flag.
+//! Never prints a password. Exit status 0 when everything passes (with or without warnings, such
+//! as an over-privileged user), 1 otherwise, 2 for a bad flag.
 //!
 //! Reads the same environment variables as the items API (DB_SECRET_ARN, DB_SSLMODE, …). One flag,
 //! so no argument-parsing crate: it would be compiled into every Lambda build of this package.

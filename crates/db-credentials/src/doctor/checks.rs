@@ -193,3 +193,53 @@ pub(super) async fn tls(creds: &Credentials, timeout: Duration) -> Result<Option
         )),
     }
 }
+
+/// The login and the role it acts as (they differ for an alternating-users clone, which acts as
+/// its base user): neither should be a superuser, have CREATEROLE or CREATEDB, or be a member of
+/// RDS's `rds_superuser`. `Err` is a warning, never a failure: the API works, with more rights
+/// than it needs.
+pub(super) async fn privileges(client: &tokio_postgres::Client) -> Result<String, Failure> {
+    const QUERY: &str = "
+SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb,
+       coalesce(pg_has_role(r.oid, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'rds_superuser'), 'MEMBER'), false)
+FROM pg_catalog.pg_roles r WHERE r.rolname IN (session_user, current_user) ORDER BY r.rolname = session_user DESC";
+    let rows = client.query(QUERY, &[]).await.map_err(|e| {
+        Failure::new(
+            format!("could not read the user's attributes: {e}"),
+            "check by hand: SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user",
+        )
+    })?;
+    let mut findings = Vec::new();
+    let mut users = Vec::new();
+    for row in &rows {
+        let user: String = row.get(0);
+        let mut rights = Vec::new();
+        for (flag, what) in [
+            (1, "is a superuser"),
+            (2, "has CREATEROLE"),
+            (3, "has CREATEDB"),
+            (4, "is a member of rds_superuser"),
+        ] {
+            if row.get::<_, bool>(flag) {
+                rights.push(what);
+            }
+        }
+        if !rights.is_empty() {
+            findings.push(format!("{user} {}", rights.join(", ")));
+        }
+        users.push(user);
+    }
+    if findings.is_empty() {
+        return Ok(format!(
+            "{}: not a superuser, no CREATEROLE or CREATEDB, not in rds_superuser",
+            users.join(" acting as ")
+        ));
+    }
+    Err(Failure::new(
+        format!(
+            "the API's database user has more rights than it needs: {}",
+            findings.join("; ")
+        ),
+        "log the API in as an application role with LOGIN, CONNECT on its database and its own schema only (the stack's AppDatabaseRole makes one; design §11), never as the master; or remove the rights: ALTER ROLE … NOSUPERUSER NOCREATEROLE NOCREATEDB, REVOKE rds_superuser FROM …",
+    ))
+}

@@ -2,7 +2,8 @@
 //!
 //! Each stage is checked on its own so a failure points at one thing: configuration, AWS
 //! credentials, the route to the AWS endpoint, reading the secret, its JSON, DNS, TCP, the TLS
-//! handshake, authentication, a query. Every failure carries what is wrong and what to do.
+//! handshake, authentication, a query. Every failure carries what is wrong and what to do. The
+//! last stage only warns: a user with more rights than the API needs (design §11).
 //! Credentials are resolved exactly as the items API resolves them (same [`CredentialProvider`]).
 //! The checks themselves are in `checks`, one function per stage.
 
@@ -29,6 +30,9 @@ pub enum Status {
     Failed,
     /// Not applicable, or not reached.
     Skipped,
+    /// Works, but something should change (an over-privileged user). Not a failure: `ok` stays
+    /// true and later stages run.
+    Warning,
 }
 
 /// A stage of the diagnosis, in the order they run.
@@ -54,11 +58,13 @@ pub enum Stage {
     Authentication,
     /// A query runs.
     Query,
+    /// The user has no more rights than an application needs.
+    Privileges,
 }
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Self::Configuration,
         Self::AwsCredentials,
         Self::AwsEndpoint,
@@ -69,6 +75,7 @@ impl Stage {
         Self::Tls,
         Self::Authentication,
         Self::Query,
+        Self::Privileges,
     ];
 
     /// The name in reports.
@@ -84,6 +91,7 @@ impl Stage {
             Self::Tls => "tls",
             Self::Authentication => "authentication",
             Self::Query => "query",
+            Self::Privileges => "privileges",
         }
     }
 }
@@ -154,6 +162,11 @@ impl Report {
         self.checks.iter().find(|c| c.status == Status::Failed)
     }
 
+    /// The stages that passed with a warning.
+    pub fn warnings(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Warning)
+    }
+
     /// Human-readable text, one line per stage plus a `fix:` line under failures.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -162,16 +175,17 @@ impl Report {
                 Status::Ok => "ok  ",
                 Status::Failed => "FAIL",
                 Status::Skipped => "skip",
+                Status::Warning => "warn",
             };
             out.push_str(&format!("[{mark}] {:<16} {}\n", c.stage, c.detail));
             if let Some(fix) = &c.fix {
                 out.push_str(&format!("       fix: {fix}\n"));
             }
         }
-        out.push_str(if self.ok {
-            "database access OK\n"
-        } else {
-            "database access FAILED\n"
+        out.push_str(match (self.ok, self.warnings().next().is_some()) {
+            (true, false) => "database access OK\n",
+            (true, true) => "database access OK, with warnings\n",
+            (false, _) => "database access FAILED\n",
         });
         out
     }
@@ -206,6 +220,16 @@ impl Run {
         };
         self.checks.push(check);
         !self.failed
+    }
+
+    fn warn(&mut self, stage: Stage, started: Instant, warning: Failure) {
+        self.checks.push(Check {
+            stage,
+            status: Status::Warning,
+            detail: warning.detail,
+            fix: Some(warning.fix),
+            millis: started.elapsed().as_millis() as u64,
+        });
     }
 
     fn skip(&mut self, stage: Stage, why: &str) {
@@ -418,6 +442,15 @@ pub async fn diagnose(config: Result<Config, ConfigError>, sdk: Option<SdkConfig
             "the user may lack CONNECT or USAGE privileges; check grants",
         )),
     };
-    run.record(Stage::Query, t, result);
+    if !run.record(Stage::Query, t, result) {
+        return run.finish();
+    }
+    let t = Instant::now();
+    match checks::privileges(&conn.client).await {
+        Ok(detail) => {
+            run.record(Stage::Privileges, t, Ok(detail));
+        }
+        Err(warning) => run.warn(Stage::Privileges, t, warning),
+    }
     run.finish()
 }

@@ -171,7 +171,7 @@ async fn the_binary_reports_ok_as_text_and_json_and_fails_with_exit_1() {
     let json = run_bin(&["--json"], &arn);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().unwrap().len(), 10);
+    assert_eq!(report["checks"].as_array().unwrap().len(), Stage::ALL.len());
     let missing = run_bin(&[], "app/not-there");
     assert_eq!(missing.status.code(), Some(1));
     for out in [&ok, &json, &missing] {
@@ -247,4 +247,58 @@ async fn dotenv_is_read_only_locally_and_never_overrides_the_environment() {
         sightings.is_empty(),
         "a password reached db-doctor's output: {sightings:?}"
     );
+}
+
+#[tokio::test]
+async fn an_over_privileged_user_is_a_warning_not_a_failure() {
+    let stack = Stack::shared();
+    let admin = stack.postgres.admin().await.unwrap();
+    // RDS's role, as devstack's RDS-like master has it (made here when the master is the superuser).
+    admin
+        .batch_execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rds_superuser') THEN CREATE ROLE rds_superuser NOLOGIN; END IF; END $$",
+        )
+        .await
+        .unwrap();
+    for (grant, finding) in [
+        ("ALTER ROLE {r} SUPERUSER", "is a superuser"),
+        ("ALTER ROLE {r} CREATEROLE", "has CREATEROLE"),
+        ("ALTER ROLE {r} CREATEDB", "has CREATEDB"),
+        ("GRANT rds_superuser TO {r}", "is a member of rds_superuser"),
+    ] {
+        let (app, arn, _) = app_with_secret(stack, "docpriv").await;
+        admin
+            .batch_execute(&grant.replace("{r}", &format!("\"{}\"", app.role)))
+            .await
+            .unwrap();
+        let report = run(stack, &vars(stack, Some(&arn), &[])).await;
+        assert!(report.ok, "a warning is not a failure: {}", report.to_text());
+        let check = report.stage(Stage::Privileges).unwrap();
+        assert_eq!(check.status, Status::Warning, "{}", report.to_text());
+        assert!(
+            check.detail.contains(&format!("{} {finding}", app.role)),
+            "{finding}: {}",
+            check.detail
+        );
+        assert!(
+            check.fix.as_deref().unwrap().contains("application role"),
+            "{:?}",
+            check.fix
+        );
+        let text = report.to_text();
+        assert!(
+            text.contains("[warn] privileges") && text.contains("database access OK, with warnings"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(
+            json["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["stage"] == "privileges" && c["status"] == "warning"),
+            "{json}"
+        );
+        assert!(!text.contains(&app.password));
+    }
 }

@@ -12,7 +12,7 @@ mod tests;
 
 use crate::{
     config::Config,
-    db::{Logins, StatementError},
+    db::{Logins, ServerMessage, StatementError},
     error::{Error, Statement},
     event::{RotationEvent, Step},
     failpoint::Failpoints,
@@ -25,6 +25,7 @@ use db_credentials::{
     resolve_endpoint,
     secrets_manager::{SecretDescription, Stage},
 };
+use postgres_protocol::escape::escape_identifier;
 use secrecy::SecretString;
 use std::{
     sync::{Mutex, PoisonError},
@@ -111,9 +112,9 @@ impl Slot {
 }
 
 /// One version of a secret, parsed.
-struct Version {
-    id: String,
-    secret: DbSecret,
+pub(crate) struct Version {
+    pub(crate) id: String,
+    pub(crate) secret: DbSecret,
 }
 
 /// Everything a step works with.
@@ -130,7 +131,7 @@ pub(crate) struct Ctx<'a, S, L, R> {
 }
 
 impl<S, L, R> Ctx<'_, S, L, R> {
-    fn doing(&self, what: &'static str) {
+    pub(crate) fn doing(&self, what: &'static str) {
         *self.progress.lock().unwrap_or_else(PoisonError::into_inner) = what;
     }
 
@@ -207,7 +208,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
     }
 
     /// Reads and parses a version.
-    async fn read(&self, secret_id: &str, slot: Slot, version: Option<&str>) -> Result<Version, Error> {
+    pub(crate) async fn read(&self, secret_id: &str, slot: Slot, version: Option<&str>) -> Result<Version, Error> {
         self.doing(slot.label());
         let value = self
             .secrets
@@ -223,7 +224,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
 
     /// Where a version's database is (db-credentials' one rule: the secret's host, else the RDS
     /// API). `tags` from a DescribeSecret already made, or `None` to read them when needed.
-    async fn endpoint(
+    pub(crate) async fn endpoint(
         &self,
         secret_id: &str,
         slot: Slot,
@@ -246,14 +247,20 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
 
     /// TLS for every login to this database: decided from the current version (a pending or
     /// previous version, or the master secret, cannot weaken it).
-    fn tls(&self, secret_id: &str, secret: &DbSecret) -> Result<TlsSettings, Error> {
+    pub(crate) fn tls(&self, secret_id: &str, secret: &DbSecret) -> Result<TlsSettings, Error> {
         self.config.tls.settings(Some(secret)).map_err(|source| Error::Tls {
             secret: secret_id.to_owned(),
             source,
         })
     }
 
-    fn creds(&self, version: &Version, at: &Endpoint, tls: &TlsSettings, stage: Option<Stage>) -> Credentials {
+    pub(crate) fn creds(
+        &self,
+        version: &Version,
+        at: &Endpoint,
+        tls: &TlsSettings,
+        stage: Option<Stage>,
+    ) -> Credentials {
         let origin = Origin {
             source: SourceKind::SecretsManager,
             secret_id: Some(self.event.secret_id.clone()),
@@ -275,7 +282,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
     }
 
     /// Logs in within what is left of the step's budget.
-    async fn login(&self, creds: &Credentials) -> Result<L::Session, ConnectError> {
+    pub(crate) async fn login(&self, creds: &Credentials) -> Result<L::Session, ConnectError> {
         self.doing("database login");
         let left = self.deadline.saturating_duration_since(Instant::now());
         let timeout = self.config.connect_timeout.min(left).max(Duration::from_millis(1));
@@ -321,28 +328,41 @@ fn is_not_found(e: &AwsError) -> bool {
     e.kind == AwsErrorKind::NotFound
 }
 
-fn is_unreachable(e: &ConnectError) -> bool {
+pub(crate) fn is_unreachable(e: &ConnectError) -> bool {
     matches!(
         e.kind,
         ConnectErrorKind::Timeout | ConnectErrorKind::Unreachable | ConnectErrorKind::Tls
     )
 }
 
-fn unreachable(arn: &str, source: ConnectError) -> Error {
+pub(crate) fn unreachable(arn: &str, source: ConnectError) -> Error {
     Error::Unreachable {
         secret: arn.to_owned(),
         source: Box::new(source),
     }
 }
 
-fn statement_error(e: StatementError, statement: Statement, session_user: &str, role: &str, at: &Endpoint) -> Error {
+pub(crate) fn statement_error(
+    e: StatementError,
+    statement: Statement,
+    session_user: &str,
+    role: &str,
+    at: &Endpoint,
+) -> Error {
     match e {
-        StatementError::PermissionDenied(detail) => Error::PermissionDenied {
+        StatementError::PermissionDenied { on_role, server } => Error::PermissionDenied {
             user: session_user.to_owned(),
             statement,
             role: role.to_owned(),
             host: at.to_string(),
-            detail,
+            fix: permission_fix(statement, session_user, &on_role, &server),
+            detail: server.to_string(),
+        },
+        e @ StatementError::Unsafe { .. } => Error::Database {
+            statement,
+            user: session_user.to_owned(),
+            host: at.to_string(),
+            detail: e.to_string(),
         },
         StatementError::Failed(detail) => Error::Database {
             statement,
@@ -353,7 +373,21 @@ fn statement_error(e: StatementError, statement: Statement, session_user: &str, 
     }
 }
 
-fn record_user(user: &str, at: Option<&Endpoint>) {
+/// What to do about a refused statement. Postgres 16+ lets `CREATEROLE` act only on roles the
+/// acting role holds ADMIN OPTION on (it gets it for roles it creates): a role someone else
+/// created (restored from a dump, made by another administrator) needs it granted, and the
+/// statement that does it is the most useful thing the message can carry.
+fn permission_fix(statement: Statement, session_user: &str, on_role: &str, server: &ServerMessage) -> String {
+    if server.wants_admin_option() && !on_role.is_empty() {
+        let (role, user) = (escape_identifier(on_role), escape_identifier(session_user));
+        return format!(
+            "{session_user} lacks ADMIN OPTION on role {on_role} (since Postgres 16 CREATEROLE reaches only roles it created or holds ADMIN OPTION on): as a role that has ADMIN OPTION on {on_role} (whoever created it, or a superuser), run GRANT {role} TO {user} WITH ADMIN OPTION, then retry the rotation"
+        );
+    }
+    statement.hint().to_owned()
+}
+
+pub(crate) fn record_user(user: &str, at: Option<&Endpoint>) {
     let span = tracing::Span::current();
     span.record("user", user);
     if let Some(at) = at {

@@ -11,7 +11,7 @@ use crate::{
     error::{Error, Statement},
     failpoint::Failpoint,
     secrets::SecretsApi,
-    strategy::Strategy,
+    strategy::{CLONE_SUFFIX, Strategy},
 };
 use db_credentials::{
     Endpoint, PendingMismatch, TlsSettings,
@@ -112,7 +112,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
             Ok(()) => {}
             // Under rds.restrict_password_commands a user may not change its own password; a secret
             // that names a master (AWS's #50, #64) lets the master do it.
-            Err(StatementError::PermissionDenied(_)) if current.secret.masterarn().is_some() => {
+            Err(StatementError::PermissionDenied { .. }) if current.secret.masterarn().is_some() => {
                 drop(session);
                 tracing::info!("may not change its own password; using the master secret");
                 let (mut master_session, master_user) = self.master_session(arn, current, here, tls).await?;
@@ -150,22 +150,45 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
             }
         }
         let (mut session, master_user) = self.master_session(arn, current, here, tls).await?;
-        let (user, member_of) = (pending.secret.username(), current.secret.username());
-        self.doing("CREATE/ALTER ROLE");
-        let change = session
-            .create_or_set_password(user, member_of, pending.secret.password())
-            .await
-            .map_err(|e| statement_error(e, Statement::CreateOrSetPassword, &master_user, user, here))?;
-        if change == RoleChange::Created {
-            tracing::info!(member_of, "alternate user created");
-            self.failpoints.hit(Failpoint::AfterCreateClone)?;
+        let (user, base) = (pending.secret.username(), current.secret.username());
+        let password = pending.secret.password();
+        let change = if user.strip_suffix(CLONE_SUFFIX) == Some(base) {
+            self.doing("CREATE/ALTER ROLE (clone)");
+            session.ensure_clone(user, base, password).await
         } else {
-            tracing::info!("password set");
+            // Back to the user itself: the clone is what is current.
+            self.doing("ALTER ROLE (master)");
+            session
+                .set_password(user, password)
+                .await
+                .map(|()| RoleChange::PasswordSet { repaired: Vec::new() })
+        };
+        let change = change.map_err(|e| match e {
+            StatementError::Unsafe { reasons } => Error::UnsafeClone {
+                secret: arn.to_owned(),
+                clone: user.to_owned(),
+                base: base.to_owned(),
+                reasons: reasons.join("; "),
+            },
+            e => statement_error(e, Statement::CreateOrSetPassword, &master_user, user, here),
+        })?;
+        match &change {
+            RoleChange::Created => {
+                tracing::info!(member_of = base, "alternate user created");
+                self.failpoints.hit(Failpoint::AfterCreateClone)?;
+            }
+            RoleChange::PasswordSet { repaired } if !repaired.is_empty() => {
+                tracing::info!(
+                    repaired = repaired.join(", "),
+                    "password set; the alternate user lacked these, re-applied"
+                );
+            }
+            RoleChange::PasswordSet { .. } => tracing::info!("password set"),
         }
         self.failpoints.hit(Failpoint::AfterSetPassword)?;
         Ok(match change {
             RoleChange::Created => Outcome::UserCreated,
-            RoleChange::PasswordSet => Outcome::PasswordSet,
+            RoleChange::PasswordSet { .. } => Outcome::PasswordSet,
         })
     }
 
@@ -173,7 +196,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Ctx<'_, S, L, R> {
     /// in its database, with the current version's TLS settings (same host, so the same rules:
     /// neither the master secret nor a pending version can weaken them). Returns the session and
     /// the master's user name.
-    async fn master_session(
+    pub(crate) async fn master_session(
         &self,
         arn: &str,
         current: &Version,

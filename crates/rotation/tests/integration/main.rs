@@ -6,10 +6,15 @@
 //! need a server in a particular state (stopped, without TLS) start a private one.
 
 mod alternating;
+mod clone;
+mod cloudformation;
+mod custom_resource;
 mod failures;
 mod interruptions;
 mod logs;
 mod names_and_passwords;
+mod password_encryption;
+mod rotate_deployed;
 mod single_user;
 mod support;
 mod timing;

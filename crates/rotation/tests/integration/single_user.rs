@@ -1,7 +1,7 @@
 //! Single-user rotation end to end: the user changes its own password.
 
 use crate::support::*;
-use devstack::Stack;
+use devstack::{Stack, Step};
 use rotation::Strategy;
 
 #[tokio::test]
@@ -73,6 +73,47 @@ async fn set_is_a_no_op_when_the_pending_password_already_works() {
         verifier,
         "no second ALTER"
     );
+    driver.resume(&arn, &token, &InProcess(&rotator)).await.unwrap();
+    assert!(logs_in(stack, &current(stack, &arn).await).await);
+}
+
+#[tokio::test]
+async fn finish_refuses_to_move_awscurrent_to_credentials_that_do_not_log_in() {
+    let stack = Stack::shared();
+    let app = stack.create_app("finchk").await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("finchk"), &stack.secret_json(&app))
+        .await
+        .unwrap();
+    let rotator = new_rotator(stack, &vars(stack, Strategy::SingleUser, &[])).await;
+    let driver = driver(stack).await;
+    let token = driver.begin(&arn).await.unwrap();
+    driver
+        .run_steps(
+            &arn,
+            &token,
+            &[Step::Create, Step::Set, Step::Test],
+            &InProcess(&rotator),
+        )
+        .await
+        .unwrap();
+    let before = current(stack, &arn).await;
+    // Between testSecret and finishSecret someone puts the old password back.
+    stack.postgres.set_password(&app.role, &app.password).await.unwrap();
+    let err = driver
+        .run_steps(&arn, &token, &[Step::Finish], &InProcess(&rotator))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("finishSecret")
+            && err.contains(&format!("refusing to move AWSCURRENT to version {token}"))
+            && err.contains("28P01"),
+        "{err}"
+    );
+    assert_eq!(current(stack, &arn).await, before, "AWSCURRENT did not move");
+    assert!(logs_in(stack, &before).await, "the API keeps working with AWSCURRENT");
+    // The service's retry with the same token sets the password again and finishes.
     driver.resume(&arn, &token, &InProcess(&rotator)).await.unwrap();
     assert!(logs_in(stack, &current(stack, &arn).await).await);
 }

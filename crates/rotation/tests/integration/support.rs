@@ -217,8 +217,31 @@ pub fn user_and_password(v: &Value) -> (String, String) {
     )
 }
 
-/// Logs in over TLS (verify-full) and runs `SELECT 1`.
-pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> Result<(), ConnectError> {
+/// A session over TLS (verify-full) as `user`.
+pub async fn connect_as(stack: &Stack, user: &str, password: &str, dbname: &str) -> db_credentials::Connection {
+    try_connect(stack, user, password, dbname)
+        .await
+        .unwrap_or_else(|e| panic!("{user} logs in: {e}"))
+}
+
+/// The version id holding `stage`.
+pub async fn version_id(stack: &Stack, secret: &str, stage: &str) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
+    let desc = sm.describe_secret().secret_id(secret).send().await.unwrap();
+    desc.version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == stage))
+        .map(|(v, _)| v.clone())
+        .unwrap_or_else(|| panic!("no version holds {stage}"))
+}
+
+async fn try_connect(
+    stack: &Stack,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> Result<db_credentials::Connection, ConnectError> {
     let tls = if stack.postgres.tls() {
         TlsSettings {
             mode: SslMode::VerifyFull,
@@ -238,7 +261,12 @@ pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> R
         dbname,
         tls,
     );
-    let conn = connect(&creds, Duration::from_secs(5), "rotation-test").await?;
+    connect(&creds, Duration::from_secs(5), "rotation-test").await
+}
+
+/// Logs in over TLS (verify-full) and runs `SELECT 1`.
+pub async fn login(stack: &Stack, user: &str, password: &str, dbname: &str) -> Result<(), ConnectError> {
+    let conn = try_connect(stack, user, password, dbname).await?;
     conn.client.simple_query("SELECT 1").await.unwrap();
     Ok(())
 }
@@ -291,4 +319,84 @@ pub async fn assert_no_password_in_server_log(stack: &Stack, secret: &str, also:
     }
     let sightings = devstack::capture::secret_sightings(&log, &passwords);
     assert!(sightings.is_empty(), "a password reached the server log: {sightings:?}");
+}
+
+/// Logs in with a client that can do md5 authentication and nothing else (no SCRAM), over TLS
+/// verified against the cluster's CA when the cluster has TLS: it succeeds only if the server
+/// asks for md5, which it does only when `pg_hba.conf` says md5 *and* the role's stored password
+/// is an md5 hash.
+pub async fn md5_only_login(stack: &Stack, user: &str, password: &str, dbname: &str) -> Result<(), String> {
+    use bytes::BytesMut;
+    use postgres_protocol::message::{backend::Message, frontend};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+        mut s: S,
+        user: &str,
+        password: &str,
+        dbname: &str,
+    ) -> Result<(), String> {
+        let mut buf = BytesMut::new();
+        frontend::startup_message([("user", user), ("database", dbname)], &mut buf).map_err(|e| e.to_string())?;
+        s.write_all(&buf).await.map_err(|e| e.to_string())?;
+        let mut input = BytesMut::new();
+        loop {
+            let message = loop {
+                if let Some(m) = Message::parse(&mut input).map_err(|e| e.to_string())? {
+                    break m;
+                }
+                if s.read_buf(&mut input).await.map_err(|e| e.to_string())? == 0 {
+                    return Err("the server closed the connection".into());
+                }
+            };
+            match message {
+                Message::AuthenticationMd5Password(body) => {
+                    let hash =
+                        postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), body.salt());
+                    buf.clear();
+                    frontend::password_message(hash.as_bytes(), &mut buf).map_err(|e| e.to_string())?;
+                    s.write_all(&buf).await.map_err(|e| e.to_string())?;
+                }
+                Message::AuthenticationOk => return Ok(()),
+                Message::AuthenticationSasl(_) => {
+                    return Err("the server asked for SCRAM-SHA-256; this client can only do md5".into());
+                }
+                Message::ErrorResponse(body) => {
+                    use fallible_iterator::FallibleIterator;
+                    let fields: Vec<String> = body
+                        .fields()
+                        .map(|f| Ok(String::from_utf8_lossy(f.value_bytes()).into_owned()))
+                        .collect()
+                        .map_err(|e: std::io::Error| e.to_string())?;
+                    return Err(fields.join(" "));
+                }
+                _ => return Err("unexpected message during authentication".into()),
+            }
+        }
+    }
+
+    let mut tcp = tokio::net::TcpStream::connect((stack.postgres.host(), stack.postgres.port()))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !stack.postgres.tls() {
+        return authenticate(tcp, user, password, dbname).await;
+    }
+    let mut buf = BytesMut::new();
+    frontend::ssl_request(&mut buf);
+    tcp.write_all(&buf).await.map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.map_err(|e| e.to_string())?;
+    if answer[0] != b'S' {
+        return Err("the server refused TLS".into());
+    }
+    let ca = std::fs::read(stack.postgres.ca_cert()).map_err(|e| e.to_string())?;
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&ca).map_err(|e| e.to_string())?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_native_tls::TlsConnector::from(connector)
+        .connect(stack.postgres.host(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    authenticate(tls, user, password, dbname).await
 }

@@ -52,3 +52,40 @@ async fn concurrent_finish_is_ok() {
     assert_eq!(cx.finish_secret(&stale).await.unwrap(), Outcome::FinishedConcurrently);
     assert_eq!(h.model().version_with(&h.arn, AWSCURRENT), Some(token));
 }
+
+#[tokio::test]
+async fn finish_refuses_a_version_whose_credentials_do_not_log_in() {
+    for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+        let h = harness(strategy);
+        let old = h.model().version_with(&h.arn, AWSCURRENT).unwrap();
+        let token = h.begin();
+        // setSecret never ran (or its change was undone): the database does not know the password.
+        h.step(&token, Step::Create).await.unwrap();
+        let err = message(h.step(&token, Step::Finish).await);
+        assert!(
+            err.contains(&format!("refusing to move AWSCURRENT to version {token}"))
+                && err.contains("28P01")
+                && err.contains("AWSCURRENT stays on version"),
+            "{strategy}: {err}"
+        );
+        assert!(!err.contains(&h.pending_password()), "{err}");
+        assert_eq!(h.model().calls(op::UPDATE_STAGE), 0, "{strategy}: nothing moved");
+        assert_eq!(h.model().version_with(&h.arn, AWSCURRENT), Some(old), "{strategy}");
+        // Once the password is in place, the same finishSecret goes through.
+        h.steps(&token, &[Step::Set, Step::Test, Step::Finish]).await.unwrap();
+        assert_eq!(h.model().version_with(&h.arn, AWSCURRENT), Some(token), "{strategy}");
+    }
+}
+
+#[tokio::test]
+async fn finish_logs_in_once() {
+    let h = harness(Strategy::SingleUser);
+    let token = h.begin();
+    h.steps(&token, &[Step::Create, Step::Set, Step::Test]).await.unwrap();
+    let before = h.db.connects().len();
+    h.step(&token, Step::Finish).await.unwrap();
+    assert_eq!(
+        h.db.connects()[before..],
+        [("app".to_owned(), format!("{HOST}:{PORT}"))]
+    );
+}

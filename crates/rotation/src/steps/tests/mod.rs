@@ -2,6 +2,7 @@
 //! of rotation-anchors.md §d that does not need a real server.
 
 mod create;
+mod custom_resource;
 mod finish;
 mod set;
 mod stages;
@@ -11,7 +12,7 @@ mod whole;
 use super::*;
 use crate::{
     Rotator, StepError,
-    db::{RoleChange, Session},
+    db::{AppRoleChange, RoleChange, ServerMessage, Session},
     strategy::Strategy,
 };
 use db_credentials::{
@@ -152,14 +153,23 @@ impl Logins for FakeDb {
     }
 }
 
+fn denied(on_role: &str, message: &str) -> StatementError {
+    StatementError::PermissionDenied {
+        on_role: on_role.to_owned(),
+        server: ServerMessage {
+            message: message.to_owned(),
+            detail: None,
+            hint: None,
+        },
+    }
+}
+
 impl Session for FakeSession {
     async fn set_password(&mut self, role: &str, password: &SecretString) -> Result<(), StatementError> {
         let mut s = self.db.state();
         let superuser = s.roles.get(&self.user).is_some_and(|r| r.superuser);
         if (s.restrict_password_commands || role != self.user) && !superuser {
-            return Err(StatementError::PermissionDenied(
-                "permission denied to alter role".into(),
-            ));
+            return Err(denied(role, "permission denied to alter role"));
         }
         let r = s
             .roles
@@ -170,33 +180,87 @@ impl Session for FakeSession {
         Ok(())
     }
 
-    async fn create_or_set_password(
+    async fn ensure_clone(
         &mut self,
-        role: &str,
-        member_of: &str,
+        clone: &str,
+        base: &str,
         password: &SecretString,
     ) -> Result<RoleChange, StatementError> {
         let superuser = self.db.state().roles.get(&self.user).is_some_and(|r| r.superuser);
         if !superuser {
-            return Err(StatementError::PermissionDenied(
-                "permission denied to create role".into(),
-            ));
+            return Err(denied(clone, "permission denied to create role"));
         }
-        if self.db.state().roles.contains_key(role) {
-            self.set_password(role, password).await?;
-            return Ok(RoleChange::PasswordSet);
+        let existing = self.db.state().roles.get(clone).cloned();
+        if let Some(role) = existing {
+            if role.superuser {
+                return Err(StatementError::Unsafe {
+                    reasons: vec!["is a superuser".into()],
+                });
+            }
+            self.set_password(clone, password).await?;
+            let mut repaired = Vec::new();
+            let mut s = self.db.state();
+            let member_of = &mut s.roles.get_mut(clone).unwrap().member_of;
+            if !member_of.iter().any(|m| m == base) {
+                member_of.push(base.to_owned());
+                repaired.push("membership");
+            }
+            return Ok(RoleChange::PasswordSet { repaired });
         }
         let mut s = self.db.state();
         s.roles.insert(
-            role.to_owned(),
+            clone.to_owned(),
             Role {
                 password: password.expose_secret().to_owned(),
-                member_of: vec![member_of.to_owned()],
+                member_of: vec![base.to_owned()],
                 superuser: false,
             },
         );
-        s.changes.push(format!("CREATE {role}"));
+        s.changes.push(format!("CREATE {clone}"));
         Ok(RoleChange::Created)
+    }
+
+    async fn ensure_app_role(
+        &mut self,
+        role: &str,
+        password: Option<&SecretString>,
+        reset_password: bool,
+    ) -> Result<AppRoleChange, StatementError> {
+        let superuser = self.db.state().roles.get(&self.user).is_some_and(|r| r.superuser);
+        if !superuser {
+            return Err(denied(role, "permission denied to create role"));
+        }
+        let mut s = self.db.state();
+        match s.roles.get_mut(role) {
+            Some(r) if r.superuser => Err(StatementError::Unsafe {
+                reasons: vec!["is a superuser".into()],
+            }),
+            Some(r) => {
+                let mut change = AppRoleChange::default();
+                if let (true, Some(p)) = (reset_password, password) {
+                    r.password = p.expose_secret().to_owned();
+                    s.changes.push(format!("ALTER {role}"));
+                    change.changes.push("password".into());
+                }
+                Ok(change)
+            }
+            None => {
+                let password = password.ok_or_else(|| StatementError::Failed("no password".into()))?;
+                s.roles.insert(
+                    role.to_owned(),
+                    Role {
+                        password: password.expose_secret().to_owned(),
+                        member_of: Vec::new(),
+                        superuser: false,
+                    },
+                );
+                s.changes.push(format!("CREATE {role}"));
+                Ok(AppRoleChange {
+                    created: true,
+                    changes: vec![format!("created role {role} with LOGIN")],
+                })
+            }
+        }
     }
 
     async fn probe(&mut self, query: &str) -> Result<(), StatementError> {

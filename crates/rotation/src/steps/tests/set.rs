@@ -351,7 +351,41 @@ async fn single_user_with_a_masterarn_lets_the_master_set_a_restricted_password(
     let users: Vec<String> = h.db.connects().into_iter().map(|(u, _)| u).collect();
     assert_eq!(
         users,
-        ["app", "app", "admin", "app"],
-        "pending, current (refused ALTER), master, test"
+        ["app", "app", "admin", "app", "app"],
+        "pending, current (refused ALTER), master, test, finish"
     );
+}
+
+#[tokio::test]
+async fn an_existing_clone_with_more_rights_than_the_user_is_refused_and_nothing_moves() {
+    let h = harness(Strategy::AlternatingUsers);
+    h.db.add_role("app_clone", "whatever", true);
+    let current = h.model().version_with(&h.arn, AWSCURRENT);
+    let token = h.begin();
+    h.step(&token, Step::Create).await.unwrap();
+    let err = message(h.step(&token, Step::Set).await);
+    assert!(
+        err.contains("refusing to rotate to app_clone: the existing alternate user is a superuser")
+            && err.contains("nothing was changed and AWSCURRENT stays on app"),
+        "{err}"
+    );
+    assert!(h.db.changes().is_empty());
+    assert!(
+        h.db.logs_in("app_clone", "whatever"),
+        "the clone's password is untouched"
+    );
+    assert!(
+        h.step(&token, Step::Test).await.is_err(),
+        "the pending password never worked"
+    );
+    assert_eq!(h.model().version_with(&h.arn, AWSCURRENT), current);
+}
+
+#[tokio::test]
+async fn an_existing_clone_gets_its_membership_back() {
+    let h = harness(Strategy::AlternatingUsers);
+    h.db.add_role("app_clone", "whatever", false);
+    h.rotate().await;
+    assert_eq!(h.db.state().roles["app_clone"].member_of, vec!["app"]);
+    assert_eq!(h.db.changes(), ["ALTER app_clone"]);
 }

@@ -159,3 +159,20 @@ async fn stopped_at_every_failpoint_then_retried_with_the_same_token_converges()
         }
     }
 }
+
+#[test]
+fn a_deadline_already_past_is_an_emulators_placeholder_not_a_budget() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let h = harness_with(Strategy::SingleUser, &[("ROTATION_STEP_TIMEOUT_MS", "20000")]);
+    let full = Duration::from_secs(20);
+    // cargo lambda watch sends Lambda-Runtime-Deadline-Ms: 600000.
+    assert_eq!(h.rotator.budget(Some(UNIX_EPOCH + Duration::from_secs(600))), full);
+    assert_eq!(h.rotator.budget(None), full);
+    let soon = h.rotator.budget(Some(SystemTime::now() + Duration::from_millis(3000)));
+    assert!(
+        soon < Duration::from_millis(2600) && soon > Duration::from_millis(2000),
+        "{soon:?}"
+    );
+    let nearly = h.rotator.budget(Some(SystemTime::now() + Duration::from_millis(600)));
+    assert_eq!(nearly, Duration::from_secs(1), "the floor for a deadline about to pass");
+}
