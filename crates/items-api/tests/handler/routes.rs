@@ -141,7 +141,11 @@ async fn health_db_says_when_its_connection_outlived_a_rotation() {
     let v2 = put.version_id().expect("new version");
 
     let after = health().await;
-    assert_eq!(after["version_id"], v1.as_str(), "the connection still runs on v1: {after}");
+    assert_eq!(
+        after["version_id"],
+        v1.as_str(),
+        "the connection still runs on v1: {after}"
+    );
     assert_eq!(after["stage"], "AWSCURRENT", "the stage it logged in with: {after}");
     assert_eq!(after["current_version_id"], v2, "{after}");
     assert_eq!(after["is_current"], false, "{after}");
