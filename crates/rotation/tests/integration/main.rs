@@ -14,6 +14,7 @@ mod interruptions;
 mod logs;
 mod names_and_passwords;
 mod password_encryption;
+mod preflight;
 mod rotate_deployed;
 mod single_user;
 mod support;

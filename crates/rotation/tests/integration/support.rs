@@ -84,6 +84,14 @@ impl SecretsApi for Scripted {
             None => self.inner.random_password(policy).await,
         }
     }
+    async fn version_created(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<std::time::SystemTime>, AwsError> {
+        self.count();
+        self.inner.version_created(secret_id, version_id).await
+    }
 }
 
 pub type TestRotator = Rotator<Scripted, PgLogins, db_credentials::rds::RdsApi>;
