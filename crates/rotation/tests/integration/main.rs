@@ -15,6 +15,7 @@ mod logs;
 mod names_and_passwords;
 mod password_encryption;
 mod preflight;
+mod revoke;
 mod rotate_deployed;
 mod single_user;
 mod support;
