@@ -16,6 +16,7 @@ mod names_and_passwords;
 mod password_encryption;
 mod preflight;
 mod revoke;
+mod revoke_load;
 mod rotate_deployed;
 mod single_user;
 mod support;
