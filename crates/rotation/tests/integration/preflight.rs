@@ -209,22 +209,30 @@ async fn a_healthy_alternating_setup_passes_every_check_before_and_after_its_fir
 /// as `rds.restrict_password_commands` does) is changing another role's. A user whose sessions
 /// start as another role (`ALTER ROLE … SET role`) is such a user: its `ALTER ROLE` runs as that
 /// role, exactly as setSecret's would.
-#[tokio::test]
-async fn a_user_that_may_not_change_its_own_password_fails_password_change() {
-    let stack = Stack::shared();
-    let app = stack.create_app("pf_own").await.unwrap();
-    let reader = format!("{}_reader", app.role);
+/// A user whose sessions start as another role (`ALTER ROLE … SET role`): see the test below.
+async fn restrict_own_password(stack: &Stack, role: &str) {
+    let reader = format!("{role}_reader");
     stack
         .postgres
         .admin()
         .await
         .unwrap()
         .batch_execute(&format!(
-            "CREATE ROLE \"{reader}\" NOLOGIN; GRANT \"{reader}\" TO \"{role}\"; ALTER ROLE \"{role}\" SET role = '{reader}'",
-            role = app.role
+            "CREATE ROLE \"{reader}\" NOLOGIN; GRANT \"{reader}\" TO \"{role}\"; ALTER ROLE \"{role}\" SET role = '{reader}'"
         ))
         .await
         .unwrap();
+}
+
+/// Stock Postgres always lets a role change its own password; what it refuses (SQLSTATE 42501,
+/// as `rds.restrict_password_commands` does) is changing another role's. A user whose sessions
+/// start as another role (`ALTER ROLE … SET role`) is such a user: its `ALTER ROLE` runs as that
+/// role, exactly as setSecret's would.
+#[tokio::test]
+async fn a_user_that_may_not_change_its_own_password_fails_password_change() {
+    let stack = Stack::shared();
+    let app = stack.create_app("pf_own").await.unwrap();
+    restrict_own_password(stack, &app.role).await;
     let arn = stack
         .create_secret(&Stack::secret_name("pf-own"), &stack.secret_json(&app))
         .await
@@ -238,6 +246,26 @@ async fn a_user_that_may_not_change_its_own_password_fails_password_change() {
     );
     assert_sane(&report, &[&app.password]);
     assert_eq!(snapshot(stack, &[&arn], &[&app.role]).await, before);
+
+    // With a masterarn, setSecret falls back to the master: preflight rehearses that too and
+    // says so with a warning, not a failure.
+    let master_arn = master_secret(stack).await;
+    let master = stack.master().await.unwrap().username.clone();
+    let mut secret = stack.secret_json(&app);
+    secret["masterarn"] = json!(master_arn);
+    let arn = stack
+        .create_secret(&Stack::secret_name("pf-own-master"), &secret)
+        .await
+        .unwrap();
+    let roles = [app.role.as_str(), master.as_str()];
+    let before = snapshot(stack, &[&arn, &master_arn], &roles).await;
+    let report = preflight(stack, Strategy::SingleUser, &[], &arn).await;
+    assert!(report.ok, "{report:#?}");
+    let check = report.check("password-change").unwrap();
+    assert_eq!(check.status, Status::Warning, "{check:#?}");
+    assert!(check.detail.contains("setSecret will use it"), "{check:#?}");
+    assert_sane(&report, &[&app.password]);
+    assert_eq!(snapshot(stack, &[&arn, &master_arn], &roles).await, before);
 }
 
 #[tokio::test]
