@@ -230,3 +230,50 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_request_is_parsed_and_a_bad_one_names_the_key() {
+        let r = PreflightRequest::from_json(&json!({"Preflight": {"SecretId": "app/db"}})).unwrap();
+        assert_eq!(r.secret_id, "app/db");
+        for (bad, says) in [
+            (json!({"Preflight": {}}), "SecretId"),
+            (json!({"Preflight": {"SecretId": ""}}), "SecretId"),
+            (json!({"Preflight": {"SecretId": 7}}), "SecretId"),
+            (json!({"Preflight": "app/db"}), "must be an object"),
+            (json!({"Preflight": {"SecretId": "x".repeat(2049)}}), "at most 2048"),
+        ] {
+            let err = PreflightRequest::from_json(&bad).unwrap_err().to_string();
+            assert!(err.contains("Preflight") && err.contains(says), "{err}");
+            assert!(!err.contains("xxxx"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_report_fails_only_on_failed_checks() {
+        let check = |check, status| Check {
+            check,
+            status,
+            detail: String::new(),
+            fix: None,
+        };
+        let mut report = PreflightReport {
+            secret: "s".into(),
+            strategy: "single-user",
+            ok: true,
+            checks: vec![check("secret", Status::Warning), check("tcp", Status::Skipped)],
+        };
+        assert!(report.failed().is_empty());
+        report.checks.push(check("tls", Status::Failed));
+        assert_eq!(report.failed(), ["tls"]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["checks"][2],
+            json!({"check": "tls", "status": "failed", "detail": ""})
+        );
+    }
+}
