@@ -56,6 +56,8 @@ venv() {
   fi
   echo "deps: python tools ($(grep -v '^#' "$requirements" | grep . | tr '\n' ' ')) into $dir"
   rm -rf "$dir"
+  # The shell may have remembered python3 inside the venv just removed (make puts it first on PATH).
+  hash -r
   python3 -m venv "$dir"
   "$dir/bin/python3" -m pip install -q --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$dir/.requirements"

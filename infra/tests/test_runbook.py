@@ -101,7 +101,10 @@ def code_pieces(root=ROOT):
             literal = literal.replace("{{", "\x01").replace("}}", "\x02")
             for piece in re.split(r"\{[^{}]*\}", literal):
                 piece = piece.replace("\x01", "{").replace("\x02", "}")
-                if piece.strip():
+                # A bare piece of a few letters ("t", "ssl") would let any word of a quote through;
+                # a short word between arguments (" on ") is a real joint.
+                short = len(piece.strip()) < 4 and re.search(r"[A-Za-z]", piece)
+                if piece.strip() and (not short or re.fullmatch(r"\W+\w+\W+", piece)):
                     pieces.add(piece)
     pieces.update(FOREIGN)
     return pieces

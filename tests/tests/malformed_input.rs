@@ -151,13 +151,13 @@ fn cases(good: &Value) -> Vec<Case> {
             "event is an array",
             None,
             |_, _| json!(["createSecret"]),
-            "the rotation event must be a JSON object",
+            "the event must be a JSON object: a rotation step (SecretId, ClientRequestToken, Step)",
         ),
         c(
             "event is a string",
             None,
             |_, _| json!("createSecret"),
-            "the rotation event must be a JSON object",
+            "the event must be a JSON object: a rotation step (SecretId, ClientRequestToken, Step)",
         ),
         c(
             "empty SecretId",

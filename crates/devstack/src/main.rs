@@ -278,9 +278,10 @@ async fn rotate(state_path: &Path) -> Result<(), Error> {
         .await?
         .json()
         .await?;
+    let credentials = &health["credentials"];
     println!(
-        "items-api /health/db: {} (its connection was made with version {})",
-        health["status"], health["credentials"]["version_id"]
+        "items-api /health/db: {}, its connection logged in with version {}; current: {} (is_current: {})",
+        health["status"], credentials["version_id"], credentials["current_version_id"], credentials["is_current"]
     );
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! With [`PostgresOptions::standby`] the cluster is a Multi-AZ stand-in: two servers, the second a
 //! synchronous standby of the first, behind an [`Endpoint`] whose port is what [`Postgres::port`]
 //! returns; [`Postgres::failover`] (in [`crate::failover`]) moves the writer.
+//!
+//! One file (about 840 lines) on purpose: a single type whose methods share the cluster's private
+//! paths, ports and superuser password; its standby and failover live in [`crate::failover`].
 
 use crate::{DevstackError, endpoint::Endpoint, free_port, guard::Guardian, guard::sh_quote, random_token};
 use postgres_protocol::escape::escape_identifier;

@@ -18,7 +18,7 @@ pub fn liveness() -> Response<Body> {
 }
 
 /// `GET /health/db`: a connection (opened if needed), `SELECT 1` timed, where the credentials
-/// came from, TLS. 503 with the reason when unhealthy, and what the environment knows about its
+/// came from (the connection's version, and whether it is still the current one), TLS. 503 with the reason when unhealthy, and what the environment knows about its
 /// writer: `failover`, the `role` of the node the endpoint leads to, `since_last_writer_ms`. The endpoint is as public as the API, so
 /// the body names no secret ARN, host, user or raw AWS error: those go to the log, with the
 /// request id, for operators.
@@ -65,9 +65,31 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
         );
     }
     let info = &live.store.connection().info;
-    // The version this connection authenticated with (it can differ from the cached one mid-rotation).
+    // The version this connection logged in with: a session outlives the rotation that replaced
+    // its password, so it can stay on an old version for the life of the environment. Beside it,
+    // the version new connections would use now (what AWSCURRENT was at the cache's last check).
     credentials["version_id"] = json!(info.origin.version_id);
     credentials["stage"] = json!(info.origin.stage.map(Stage::label));
+    let (current, is_current, checked_s_ago) = match db.database().provider().revalidated_status().await {
+        Ok(s) => match s.cache {
+            Some(c) => {
+                let current = (c.stage == Some(Stage::Current)).then_some(c.version_id).flatten();
+                let is_current = current.is_some() && current == info.origin.version_id;
+                let age = c.checked_at.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs());
+                credentials["stale"] = json!(c.stale);
+                (current, Some(is_current), age)
+            }
+            // Versionless sources (SSM, IAM, fixed): nothing to compare.
+            None => (None, None, None),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: cannot tell whether the connection's version is still current");
+            (None, None, None)
+        }
+    };
+    credentials["current_version_id"] = json!(current);
+    credentials["is_current"] = json!(is_current);
+    credentials["checked_s_ago"] = json!(checked_s_ago);
     json_response(
         StatusCode::OK,
         &json!({

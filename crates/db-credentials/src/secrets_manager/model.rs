@@ -20,6 +20,9 @@
 //! scripted passwords, and fails chosen calls on demand. The reads are [`ReadSecrets`]; the
 //! writes (the rotation function's) are inherent methods with the same names and meaning as the
 //! calls, which the rotation crate's own trait delegates to.
+//!
+//! One file (about 550 lines before its tests) on purpose: it is a transcription of one AWS
+//! document, read side by side with it, and compiled only with the `test-util` feature.
 
 use super::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 

@@ -333,6 +333,20 @@ impl<S: ReadSecrets, R: RdsEndpoints> CredentialProvider<S, R> {
         }
     }
 
+    /// As [`Self::status`], with the cached secret revalidated first when its TTL has passed, so
+    /// that its version is what new connections would use now: `/health/db` compares the version
+    /// its connection logged in with against it. Costs at most one DescribeSecret per TTL.
+    ///
+    /// # Errors
+    /// [`CredentialError`] when Secrets Manager cannot be read and nothing usable is cached.
+    pub async fn revalidated_status(&self) -> Result<SourceStatus, CredentialError> {
+        let mut status = self.status();
+        if let Source::SecretsManager(s) = &self.source {
+            status.cache = Some(s.revalidated_status().await?);
+        }
+        Ok(status)
+    }
+
     fn announce(&self, creds: &Credentials) {
         let key = creds.origin.version_id.clone().unwrap_or_default();
         let Ok(mut announced) = self.announced.lock() else {

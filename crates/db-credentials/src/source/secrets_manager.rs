@@ -101,6 +101,12 @@ impl<S: ReadSecrets, R: RdsEndpoints> SecretsManagerSource<S, R> {
         self.cache.status()
     }
 
+    /// The cache's state after revalidating it if its TTL has passed (one DescribeSecret per TTL).
+    pub(super) async fn revalidated_status(&self) -> Result<CacheStatus, CredentialError> {
+        self.cache.get().await.map_err(|e| self.cache_error(e))?;
+        Ok(self.cache.status())
+    }
+
     fn cache_error(&self, e: CacheError) -> CredentialError {
         match e {
             CacheError::Aws(error) => CredentialError::Aws {

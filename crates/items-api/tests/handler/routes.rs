@@ -106,6 +106,52 @@ async fn health_db_reports_source_version_tls_and_latency() {
 }
 
 #[tokio::test]
+async fn health_db_says_when_its_connection_outlived_a_rotation() {
+    // TTL 0: every check revalidates, so the test need not wait for the default five minutes.
+    let f = fixture("healthrot", &[("DB_SECRET_TTL_SECS", "0")]).await;
+    let stack = devstack::Stack::shared();
+    let health = || async {
+        let resp = f
+            .app
+            .handle(request(Flavor::HttpV2, &Req::new("GET", "/health/db"), "hr"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        body_json(&resp)["credentials"].clone()
+    };
+    let before = health().await;
+    let v1 = before["version_id"].as_str().expect("version").to_owned();
+    assert_eq!(before["is_current"], true, "{before}");
+    assert_eq!(before["current_version_id"], v1.as_str(), "{before}");
+    assert!(before["checked_s_ago"].is_u64(), "{before}");
+
+    // A rotation: the database takes a new password and AWSCURRENT moves to it. Postgres keeps
+    // the open session, so the environment's connection stays on the first version.
+    let password = format!("Pw-{}", devstack::random_token());
+    stack.postgres.set_password(&f.db.role, &password).await.unwrap();
+    let mut secret = stack.secret_json(&f.db);
+    secret["password"] = password.into();
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
+    let put = sm
+        .put_secret_value()
+        .secret_id(&f.secret_arn)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    let v2 = put.version_id().expect("new version");
+
+    let after = health().await;
+    assert_eq!(
+        after["version_id"],
+        v1.as_str(),
+        "the connection still runs on v1: {after}"
+    );
+    assert_eq!(after["stage"], "AWSCURRENT", "the stage it logged in with: {after}");
+    assert_eq!(after["current_version_id"], v2, "{after}");
+    assert_eq!(after["is_current"], false, "{after}");
+}
+
+#[tokio::test]
 async fn binary_base64_body_is_accepted() {
     let f = fixture("b64", &[]).await;
     let mut req = Req::new("POST", "/items").json(r#"{"name":"encoded"}"#);
