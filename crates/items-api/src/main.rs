@@ -24,7 +24,12 @@ async fn main() -> Result<(), Error> {
     let metrics = emf::install(&function_name);
 
     let provider = CredentialProvider::new(config).await;
+    let eager = settings.eager_init;
     let app = Arc::new(App::new(Database::new(provider, "items-api"), settings));
+    if eager {
+        app.warm_up().await;
+    }
+    spawn_shutdown_handler(app.clone());
 
     lambda_http::run_concurrent(service_fn(move |req: Request| {
         let app = app.clone();
@@ -37,4 +42,25 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// On SIGTERM (Lambda shutting the environment down) or SIGINT (a developer's Ctrl-C): close every
+/// database connection cleanly, then exit. lambda_runtime's `spawn_graceful_shutdown_handler`
+/// does the same after registering a no-op extension, but panics at init when the Runtime API has
+/// no Extensions API (devstack's stand-in, older emulators); this keeps init infallible.
+fn spawn_shutdown_handler(app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("could not listen for SIGTERM; connections will not be closed on shutdown");
+        return;
+    };
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+        app.shutdown().await;
+        std::process::exit(0);
+    });
 }
