@@ -10,6 +10,7 @@ mod concurrency;
 mod lifecycle;
 mod rotation;
 mod settings;
+mod throttling;
 
 use common::{events::*, *};
 use devstack::Stack;
