@@ -22,7 +22,7 @@ use std::{collections::BTreeSet, future::Future, time::Duration};
 async fn sessions(admin: &tokio_postgres::Client, role: &str) -> (i64, i64, i64, BTreeSet<i32>) {
     let rows = admin
         .query(
-            "SELECT pid, state = 'active', wait_event_type IS NOT DISTINCT FROM 'Lock' \
+            "SELECT pid, coalesce(state = 'active', false), wait_event_type IS NOT DISTINCT FROM 'Lock' \
              FROM pg_stat_activity WHERE usename = $1",
             &[&role],
         )
