@@ -85,7 +85,11 @@ impl From<&DbError> for ApiError {
                 1,
                 "pool-busy",
             ),
-            (DbError::Closed, _) => ("the function instance is shutting down".into(), 1, "shutting-down"),
+            (DbError::Closed, _) => (
+                "the function instance is shutting down".into(),
+                1,
+                "instance-shutting-down",
+            ),
             (DbError::Connect(c), _) if c.kind == ConnectErrorKind::Authentication => (
                 "the database refused the service's credentials".into(),
                 2,

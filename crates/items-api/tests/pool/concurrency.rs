@@ -82,3 +82,30 @@ async fn the_pool_never_exceeds_its_size() {
     let (all, _, _, _) = sessions(&admin, &f.db.role).await;
     assert!(all <= 8, "{all} sessions after the burst");
 }
+
+/// A request that finds every connection of the environment in use for its whole budget is a 503
+/// naming that, never a 500, and the request holding the connection is unaffected.
+#[tokio::test]
+async fn a_request_that_finds_every_connection_busy_for_its_budget_is_503_pool_busy() {
+    let stack = Stack::shared();
+    let db = stack.create_app("poolbusy").await.unwrap();
+    // One connection (no AWS_LAMBDA_MAX_CONCURRENCY), and a 1 s budget.
+    let app = app_for(&url_vars(stack, &db, None), short_retry()).await;
+    let created = post(&app, "first").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = body_json(&created)["id"].as_i64().unwrap();
+    let admin = stack.postgres.admin().await.unwrap();
+    let (held, queued) = with_row_locked(&db.dbname, id, put(&app, id, "held"), async {
+        let seen = wait_for_sessions(&admin, &db.role, 80, |(_, _, waiting, _)| *waiting >= 1).await;
+        assert_eq!(
+            seen.2, 1,
+            "the first update waits on the lock, holding the only connection"
+        );
+        put(&app, id, "queued").await
+    })
+    .await;
+    assert_eq!(held.status(), StatusCode::OK, "{:?}", held.body());
+    assert_eq!(queued.status(), StatusCode::SERVICE_UNAVAILABLE, "{:?}", queued.body());
+    assert!(header(&queued, "retry-after").is_some());
+    assert_eq!(body_json(&queued)["condition"], "pool-busy");
+}

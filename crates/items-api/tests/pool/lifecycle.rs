@@ -187,6 +187,7 @@ async fn shutdown_closes_every_connection_cleanly() {
     // After shutdown a request is a 503, never a 500 (Lambda sends none; this is the contract).
     let late = post(&f.app, "late").await;
     assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&late)["condition"], "instance-shutting-down");
 
     let mut log = String::new();
     for _ in 0..100 {
