@@ -10,6 +10,7 @@ mod concurrency;
 mod lifecycle;
 mod rotation;
 mod settings;
+mod storm;
 mod throttling;
 
 use common::{events::*, *};
