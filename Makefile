@@ -9,13 +9,15 @@ SHELL := /bin/bash
 TOOLS_BIN := $(CURDIR)/target/tools/py/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps test test-pg18 run rotate rotate-deployed failover lint fmt soak bench
+.PHONY: help deps test test-pg18 run rotate preflight revoke rotate-deployed failover lint fmt soak bench
 
 
 help:
 	@echo "make run      local Postgres + moto + items-api under cargo lambda watch (Ctrl-C stops all)"
 	@echo "make test     every test, with its own throwaway stack"
+	@echo "make preflight  every check of a rotation on the make-run secret, changing nothing"
 	@echo "make rotate   rotate the make-run secret through the rotation function"
+	@echo "make revoke [GRACE=s]  rotate the make-run secret now, then end the old password's sessions"
 	@echo "make rotate-deployed SECRET=<arn> [FUNCTION=<fn>]  rotate a deployed secret now, stopping at the first failed step"
 	@echo "make failover fail the make-run database over to its standby (FAILOVER_MODE=crash|demote, DNS_DELAY=s)"
 	@echo "make bench    measure the release build, rewrite docs/benchmarks.md"
@@ -34,6 +36,15 @@ run: deps
 
 rotate:
 	cargo run -q --bin devstack -- rotate
+
+# Beside `make run`: the rotation function's {"Preflight"} and, after an immediate rotation, its
+# {"Revoke"} (docs/rotation-runbook.md, "Before the first rotation" and "A password leaked").
+preflight:
+	cargo run -q --bin devstack -- preflight
+
+GRACE ?= 0
+revoke:
+	cargo run -q --bin devstack -- revoke --grace $(GRACE)
 
 # A deployed stack's secret, now: the four steps one at a time through the deployed rotation
 # function, stopping at the first failure (docs/rotation-runbook.md#rotate-now). Uses the AWS CLI

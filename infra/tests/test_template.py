@@ -103,6 +103,7 @@ ROLE_RULES = {
             "secretsmanager:GetSecretValue",
             "secretsmanager:PutSecretValue",
             "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:ListSecretVersionIds",
         },
         "master": {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
         "key": {"kms:Decrypt", "kms:GenerateDataKey"},
@@ -1336,7 +1337,7 @@ class ChecksCatchMistakes(unittest.TestCase):
     def test_star_resource_on_put_secret_value_is_caught(self):
         st = self.policy("RotationRole", "rotate-database-secret")["PolicyDocument"]["Statement"][0]
         st["Resource"] = "*"
-        self.assertCaught(iam_problems(self.t), "Resource '*' for ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'")
+        self.assertCaught(iam_problems(self.t), "Resource '*' for ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:ListSecretVersionIds', 'secretsmanager:PutSecretValue'")
 
     def test_star_added_to_a_resource_list_is_caught(self):
         st = self.policy("ItemsApiRole", "database-secret")["PolicyDocument"]["Statement"][0]

@@ -123,3 +123,131 @@ async fn items_api_binary_serves_every_route_over_http() {
     drop(watch);
     assert_eq!(alive(&tree), Vec::<u32>::new(), "processes left behind");
 }
+
+/// An HTTP API (payload 2.0) `GET /items` event, from the real payload in items-api's fixtures.
+fn get_items_event() -> Vec<u8> {
+    let mut ev: Value = serde_json::from_str(include_str!(
+        "../../crates/items-api/tests/fixtures/apigw_v2_proxy_request.json"
+    ))
+    .unwrap();
+    ev["rawPath"] = json!("/items");
+    ev["rawQueryString"] = json!("");
+    ev["queryStringParameters"] = Value::Null;
+    ev["pathParameters"] = Value::Null;
+    ev["stageVariables"] = Value::Null;
+    ev["body"] = Value::Null;
+    ev["isBase64Encoded"] = json!(false);
+    ev["requestContext"]["http"]["method"] = json!("GET");
+    ev["requestContext"]["http"]["path"] = json!("/items");
+    ev["requestContext"]["authorizer"] = Value::Null;
+    serde_json::to_vec(&ev).unwrap()
+}
+
+/// The binary's own init and shutdown, driven as the Lambda service drives them (devstack's
+/// Runtime API): initialised for provisioned concurrency it opens a connection before its first
+/// event; on SIGTERM it closes every connection cleanly (the server logs each disconnection and
+/// no `could not receive data from client`) and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_api_binary_connects_during_provisioned_init_and_closes_cleanly_on_sigterm() {
+    use std::time::Duration;
+    let stack = Stack::shared();
+    let app = stack.create_app("e2ebye").await.unwrap();
+    let arn = stack
+        .create_secret(&Stack::secret_name("e2ebye"), &stack.secret_json(&app))
+        .await
+        .unwrap();
+    // cargo lambda watch builds target/debug/items-api from this tree (as the failover suite uses it).
+    drop(watch_items_api(&items_api_env(stack, &arn, &[]), &[]).await);
+    let binary = devstack::watch::workspace_root(env!("CARGO_MANIFEST_DIR")).join("target/debug/items-api");
+
+    let admin = stack.postgres.admin().await.unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET log_disconnections = on")
+        .await
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    for _ in 0..100 {
+        let fresh = stack.postgres.admin().await.unwrap();
+        if fresh
+            .query_one("SHOW log_disconnections", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+            == "on"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pids = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<i32>>();
+
+    let api = devstack::runtime_api::RuntimeApi::start("items-api").await.unwrap();
+    let log = std::env::temp_dir().join(format!("e2e-items-api-bye-{}.log", devstack::random_token()));
+    let env = items_api_env(
+        stack,
+        &arn,
+        &[
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency"),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "2"),
+        ],
+    );
+    let mut function = api.spawn(&binary, "items-api", &env, &log).unwrap();
+    api.wait_for_first_poll(Duration::from_secs(60)).await.unwrap();
+    let query = "SELECT pid FROM pg_stat_activity WHERE usename = $1";
+    let before = pids(admin.query(query, &[&app.role]).await.unwrap());
+    assert_eq!(before.len(), 1, "init opened one connection before any event");
+
+    let answer = api.invoke(get_items_event(), Duration::from_secs(30)).await.unwrap();
+    assert!(!answer.is_error);
+    let response: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let open = pids(admin.query(query, &[&app.role]).await.unwrap());
+    assert_eq!(open, before, "the first event used the connection opened during init");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &function.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..100 {
+        status = function.exited();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    devstack::evidence::save_log("items-api-runtime-api", &output);
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit 0 after SIGTERM: {status:?}\n{output}"
+    );
+    assert!(output.contains("database connections closed"), "{output}");
+
+    let mut server_log = String::new();
+    for _ in 0..100 {
+        server_log = stack.postgres.server_log();
+        if open.iter().all(|p| {
+            server_log
+                .lines()
+                .any(|l| l.contains(&format!("[{p}]")) && l.contains("disconnection:"))
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in &open {
+        let tag = format!("[{pid}]");
+        let lines: Vec<&str> = server_log.lines().filter(|l| l.contains(&tag)).collect();
+        assert!(lines.iter().any(|l| l.contains("disconnection:")), "{pid}: {lines:#?}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("could not receive data from client") || l.contains("unexpected EOF")),
+            "{pid} ended abruptly: {lines:#?}"
+        );
+    }
+    assert!(!output.contains(&app.password), "password in the function's output");
+}

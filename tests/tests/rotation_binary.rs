@@ -3,7 +3,11 @@
 //! (single user) the old password no longer does.
 
 use db_credentials::{Credentials, SslMode, TlsSettings, connect};
-use devstack::{RotationDriver, Stack, Watch, rotation_driver::CargoLambdaInvoke, watch::workspace_root};
+use devstack::{
+    RotationDriver, Stack, Watch,
+    rotation_driver::{CargoLambdaInvoke, InvokeApi},
+    watch::workspace_root,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -79,6 +83,16 @@ async fn rotate_twice(strategy: &str) {
         function: "rotation".to_owned(),
     };
     let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config().await);
+    let invoke = InvokeApi::new(&watch.base_url(), "rotation");
+
+    // The operator's events go through the same binary: a preflight that passes before the first
+    // rotation, and (below) a revoke after the last.
+    let preflight = invoke
+        .invoke(&json!({"Preflight": {"SecretId": arn}}))
+        .await
+        .unwrap_or_else(|e| panic!("{strategy} preflight: {e}\n{}", watch.output()));
+    assert_eq!(preflight["ok"], true, "{preflight:#}");
+    assert!(preflight["checks"].as_array().unwrap().len() >= 11, "{preflight:#}");
 
     let mut previous = current(&sm, &arn).await;
     for round in 1..=2 {
@@ -130,6 +144,24 @@ async fn rotate_twice(strategy: &str) {
         );
         previous = now;
     }
+    let revoked = invoke
+        .invoke(&json!({"Revoke": {"SecretId": arn, "GraceSeconds": 0}}))
+        .await
+        .unwrap_or_else(|e| panic!("{strategy} revoke: {e}\n{}", watch.output()));
+    assert_eq!(
+        revoked["passwordReplaced"],
+        strategy == "alternating-users",
+        "{revoked:#}"
+    );
+    assert!(
+        logs_in(stack, &previous).await,
+        "AWSCURRENT still logs in after the revoke"
+    );
+    let mixed = invoke
+        .invoke(&json!({"Revoke": {"SecretId": arn}, "Step": "createSecret"}))
+        .await
+        .unwrap_err();
+    assert!(mixed.contains("refusing to guess"), "{mixed}");
     let output = watch.output();
     let secrets = [
         previous["password"].as_str().unwrap(),

@@ -38,6 +38,7 @@ pub struct Connection {
     /// How it was made.
     pub info: ConnectionInfo,
     read_only: Arc<AtomicBool>,
+    driver: tokio::task::JoinHandle<()>,
 }
 
 impl Connection {
@@ -47,6 +48,19 @@ impl Connection {
     /// `target_session_attrs`); older ones never set this.
     pub fn is_read_only(&self) -> bool {
         self.read_only.load(Ordering::Relaxed)
+    }
+
+    /// Ends the session the way a client should: drops the client, so the connection sends
+    /// Terminate and closes the socket (TLS close_notify included), and waits up to `within` for
+    /// that to be done. The server then logs a normal disconnect rather than an unexpected EOF;
+    /// dropping the connection without waiting leaves that to a task a process about to exit may
+    /// never run.
+    pub async fn close(self, within: Duration) {
+        let Self { client, driver, .. } = self;
+        drop(client);
+        if tokio::time::timeout(within, driver).await.is_err() {
+            tracing::debug!("database connection did not close in time");
+        }
     }
 }
 
@@ -229,7 +243,7 @@ pub async fn connect_to(
     };
     let reported = reported_read_only(&connection);
     let read_only = Arc::new(AtomicBool::new(reported.is_some()));
-    tokio::spawn(drive(connection, Arc::clone(&read_only)));
+    let driver = tokio::spawn(drive(connection, Arc::clone(&read_only)));
     if target == SessionTarget::ReadWrite {
         let why = match reported {
             Some(why) => Some(why),
@@ -268,6 +282,7 @@ pub async fn connect_to(
     Ok(Connection {
         client,
         read_only,
+        driver,
         info: ConnectionInfo {
             user: creds.user.clone(),
             host: creds.host.clone(),

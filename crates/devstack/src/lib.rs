@@ -4,6 +4,8 @@
 //!   plaintext refused), from Debian's install (15) or the npm Postgres 18 (`DEVSTACK_POSTGRES`);
 //! * [`failover`]: that cluster with a synchronous standby behind an [`endpoint`] (a stand-in for
 //!   the RDS writer endpoint), and failovers that crash or demote the primary;
+//! * [`faults`]: a stand-in in front of moto that answers the first N calls with throttling,
+//!   429 or 5xx, as a storm of cold starts meets Secrets Manager;
 //! * [`rds`]: an RDS-like master user (`CREATEROLE`, a member of `rds_superuser`, not superuser);
 //! * [`moto`]: `moto_server` for Secrets Manager, SSM, RDS, IAM and a Lambda registry;
 //! * [`stack`]: both together, plus helpers that create an application role, its database and
@@ -28,6 +30,7 @@ pub mod control;
 pub mod endpoint;
 pub mod evidence;
 pub mod failover;
+pub mod faults;
 pub mod guard;
 pub mod moto;
 pub mod postgres;

@@ -53,6 +53,23 @@ enum Command {
         #[arg(long, default_value = ".devstack/state.json")]
         state: PathBuf,
     },
+    /// Run the rotation function's preflight on the secret of the stack `run` started (Invoke API):
+    /// every check of a rotation, changing nothing. Exits 1 when a check failed.
+    Preflight {
+        /// The state file `run` wrote.
+        #[arg(long, default_value = ".devstack/state.json")]
+        state: PathBuf,
+    },
+    /// Emergency rotation of the stack `run` started: rotate now, then the rotation function's
+    /// revoke ends the sessions of the superseded credential.
+    Revoke {
+        /// The state file `run` wrote.
+        #[arg(long, default_value = ".devstack/state.json")]
+        state: PathBuf,
+        /// Seconds the revoke waits before ending sessions.
+        #[arg(long, default_value_t = 0)]
+        grace: u64,
+    },
     /// Start Postgres and moto only, write the Lambdas' environment to a file, run until Ctrl-C.
     Up {
         /// Where to write the environment.
@@ -98,6 +115,8 @@ async fn main() {
     let result = match cli.command {
         Command::Run { state } => run(&state).await,
         Command::Rotate { state } => rotate(&state).await,
+        Command::Preflight { state } => preflight(&state).await,
+        Command::Revoke { state, grace } => revoke(&state, grace).await,
         Command::Failover {
             state,
             mode,
@@ -190,7 +209,9 @@ async fn run(state_path: &Path) -> Result<(), Error> {
     );
     println!("  curl -s -X DELETE -i {api}/items/2");
     println!("  curl -s {api}/health/db");
+    println!("  make preflight     # every check of a rotation, changing nothing");
     println!("  make rotate        # rotate the password; the API keeps answering");
+    println!("  make revoke        # rotate now and end the old password's sessions");
     println!("  make failover      # fail the database over (FAILOVER_MODE=demote: the old primary turns read-only)");
     println!("Here the function URL needs no credentials; a deployed API does (ApiAuth=iam: curl --aws-sigv4,");
     println!("jwt: a bearer token): see \"Deploying\" in README.md.");
@@ -261,6 +282,81 @@ async fn rotate(state_path: &Path) -> Result<(), Error> {
     println!(
         "items-api /health/db: {}, its connection logged in with version {}; current: {} (is_current: {})",
         health["status"], credentials["version_id"], credentials["current_version_id"], credentials["is_current"]
+    );
+    Ok(())
+}
+
+fn read_state(state_path: &Path) -> Result<State, Error> {
+    let text = std::fs::read_to_string(state_path)
+        .map_err(|e| format!("cannot read {}: {e}; is `make run` running?", state_path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+async fn preflight(state_path: &Path) -> Result<(), Error> {
+    let state = read_state(state_path)?;
+    println!(
+        "preflight of {} through the rotation function (changes nothing)…",
+        state.secret_arn
+    );
+    let report = InvokeApi::new(&state.watch_url, "rotation")
+        .invoke(&serde_json::json!({"Preflight": {"SecretId": state.secret_arn}}))
+        .await?;
+    for check in report["checks"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<8} {:<16} {}",
+            check["status"].as_str().unwrap_or("?"),
+            check["check"].as_str().unwrap_or("?"),
+            check["detail"].as_str().unwrap_or("")
+        );
+        if let Some(fix) = check["fix"].as_str() {
+            println!("  {:<8} {:<16} fix: {fix}", "", "");
+        }
+    }
+    if report["ok"] != serde_json::Value::Bool(true) {
+        return Err("a check failed: see its fix above".into());
+    }
+    println!("every check passed");
+    Ok(())
+}
+
+async fn revoke(state_path: &Path, grace: u64) -> Result<(), Error> {
+    let state = read_state(state_path)?;
+    let function = InvokeApi::new(&state.watch_url, "rotation");
+    let driver = RotationDriver::attach(MotoEndpoint { port: state.moto_port }).await?;
+    println!("rotating {} now…", state.secret_arn);
+    let rotated = driver.rotate(&state.secret_arn, &function).await?;
+    println!(
+        "  new version {} in {:.1} ms",
+        rotated.token,
+        rotated.total.as_secs_f64() * 1000.0
+    );
+    println!("revoking the superseded credential…");
+    let report = function
+        .invoke(&serde_json::json!({"Revoke": {"SecretId": state.secret_arn, "GraceSeconds": grace}}))
+        .await?;
+    if let Some(at) = report["changedAt"].as_str() {
+        println!(
+            "  sessions of {} that began before {at} (the password change):",
+            report["user"]
+        );
+    } else {
+        println!(
+            "  previous user {}: password replaced by one nobody holds; its sessions:",
+            report["user"]
+        );
+    }
+    let ended = report["sessionsEnded"].as_array().cloned().unwrap_or_default();
+    for s in &ended {
+        println!(
+            "    pid {:<8} began {} application {:?}",
+            s["pid"],
+            s["began"].as_str().unwrap_or("?"),
+            s["application"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "  {} session(s) ended; items-api opens new ones with the new version",
+        ended.len()
     );
     Ok(())
 }

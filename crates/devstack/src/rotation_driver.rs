@@ -100,27 +100,40 @@ impl InvokeApi {
     }
 }
 
-impl StepRunner for InvokeApi {
-    async fn run(&self, event: &RotationEvent) -> Result<(), String> {
+impl InvokeApi {
+    /// Invokes the function with any `payload` (a rotation step, or an operator's `Preflight` or
+    /// `Revoke`) and returns its JSON result; the function's error message when it failed.
+    ///
+    /// # Errors
+    /// The function's `errorMessage`, or what went wrong reaching it.
+    pub async fn invoke(&self, payload: &serde_json::Value) -> Result<serde_json::Value, String> {
         let url = format!("{}/2015-03-31/functions/{}/invocations", self.base_url, self.function);
         let resp = self
             .client
             .post(url)
             .timeout(Duration::from_secs(120))
-            .json(&event.payload())
+            .json(payload)
             .send()
             .await
             .map_err(|e| format!("invoke failed: {e}"))?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
+        let value = serde_json::from_str::<serde_json::Value>(&body).ok();
+        let error = value
+            .as_ref()
             .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned));
-        match (status.is_success(), error) {
-            (true, None) => Ok(()),
-            (_, Some(message)) => Err(message),
-            (false, None) => Err(format!("HTTP {status}: {body}")),
+        match (status.is_success(), error, value) {
+            (true, None, Some(v)) => Ok(v),
+            (true, None, None) => Ok(serde_json::Value::Null),
+            (_, Some(message), _) => Err(message),
+            (false, None, _) => Err(format!("HTTP {status}: {body}")),
         }
+    }
+}
+
+impl StepRunner for InvokeApi {
+    async fn run(&self, event: &RotationEvent) -> Result<(), String> {
+        self.invoke(&event.payload()).await.map(drop)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The request handler: route, validate, run, answer, log one line.
 
 use crate::{
-    db::{Retry, RetryPolicy, SharedConnection},
+    db::{ConnectionPool, PoolSettings, Retry, RetryPolicy},
     health,
     item::ItemInput,
     json_response,
@@ -30,42 +30,80 @@ pub struct Settings {
     /// How long and how often a request waits for the database (the default in production; tests
     /// in process may shorten it).
     pub retry: RetryPolicy,
+    /// The environment's connection pool.
+    pub pool: PoolSettings,
+    /// Open the first connection during init: the environment is initialised ahead of traffic
+    /// (`AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`), so that costs no request.
+    pub eager_init: bool,
 }
 
 impl Settings {
-    /// Reads `ITEMS_API_FRESH_CONNECTION_PER_REQUEST` (test-only), a boolean read like every
-    /// other.
+    /// Reads the pool's size (`DB_POOL_SIZE`, else `AWS_LAMBDA_MAX_CONCURRENCY`, else 1) and
+    /// connection lifetime (`DB_MAX_LIFETIME_SECS`, default 900), whether init is ahead of
+    /// traffic (`AWS_LAMBDA_INITIALIZATION_TYPE`), and `ITEMS_API_FRESH_CONNECTION_PER_REQUEST`
+    /// (test-only), a boolean read like every other.
     ///
     /// # Errors
-    /// An error naming the variable when its value is not a boolean.
+    /// An error naming the variable when its value is not a boolean or out of range.
     pub fn from_vars(vars: &db_credentials::config::Vars) -> Result<Self, db_credentials::ConfigError> {
+        use db_credentials::config::{bool_var, number_var, var};
+        let size = match number_var(vars, "DB_POOL_SIZE", "connections", 1, 1000)? {
+            Some(n) => n,
+            None => number_var(vars, "AWS_LAMBDA_MAX_CONCURRENCY", "invocations", 1, 1000)?.unwrap_or(1),
+        };
+        let max_lifetime = number_var(vars, "DB_MAX_LIFETIME_SECS", "seconds", 1, 7 * 86_400)?
+            .map_or(crate::db::DEFAULT_MAX_LIFETIME, std::time::Duration::from_secs);
         Ok(Self {
-            fresh_connection_per_request: db_credentials::config::bool_var(
-                vars,
-                "ITEMS_API_FRESH_CONNECTION_PER_REQUEST",
-                false,
-            )?,
+            fresh_connection_per_request: bool_var(vars, "ITEMS_API_FRESH_CONNECTION_PER_REQUEST", false)?,
             retry: RetryPolicy::default(),
+            pool: PoolSettings {
+                size: usize::try_from(size).unwrap_or(1),
+                max_lifetime,
+            },
+            eager_init: var(vars, "AWS_LAMBDA_INITIALIZATION_TYPE") == Some("provisioned-concurrency"),
         })
     }
 }
 
 /// Everything a request needs, built once per execution environment.
 pub struct App {
-    db: SharedConnection,
+    db: ConnectionPool,
 }
 
 impl App {
     /// The application over `database`.
     pub fn new(database: Database, settings: Settings) -> Self {
         Self {
-            db: SharedConnection::new(database, settings.retry, settings.fresh_connection_per_request),
+            db: ConnectionPool::new(
+                database,
+                settings.retry,
+                settings.pool,
+                settings.fresh_connection_per_request,
+            ),
         }
     }
 
-    /// The connection holder.
-    pub fn db(&self) -> &SharedConnection {
+    /// The environment's connections.
+    pub fn db(&self) -> &ConnectionPool {
         &self.db
+    }
+
+    /// Init ahead of traffic (provisioned concurrency): reads the credentials and opens one
+    /// connection now, so the first request is a warm one. A failure is logged and the
+    /// environment stays lazy: the first request tries again.
+    pub async fn warm_up(&self) {
+        match self.db.warm().await {
+            Ok(()) => tracing::info!("opened a database connection during init (provisioned concurrency)"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not open a database connection during init; the first request will try again"
+            ),
+        }
+    }
+
+    /// On SIGTERM: closes every connection cleanly, so the server logs a normal disconnect.
+    pub async fn shutdown(&self) {
+        self.db.close().await;
     }
 
     /// Handles one request. Never fails: every error is a problem+json response.

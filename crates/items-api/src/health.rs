@@ -1,7 +1,7 @@
 //! `/health` and `/health/db`.
 
 use crate::{
-    db::{SharedConnection, WriterStatus},
+    db::{ConnectionPool, WriterStatus},
     json_response,
     problem::ApiError,
 };
@@ -22,7 +22,7 @@ pub fn liveness() -> Response<Body> {
 /// writer: `failover`, the `role` of the node the endpoint leads to, `since_last_writer_ms`. The endpoint is as public as the API, so
 /// the body names no secret ARN, host, user or raw AWS error: those go to the log, with the
 /// request id, for operators.
-pub async fn database(db: &SharedConnection) -> Response<Body> {
+pub async fn database(db: &ConnectionPool) -> Response<Body> {
     let status = db.database().provider().status();
     let cache = status.cache.clone().unwrap_or_default();
     let mut credentials = json!({
@@ -33,7 +33,7 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
     });
     // No waiting here: while the environment backs off, the last attempt's error is the answer.
     let live = match db.acquire(None).await {
-        Ok(live) => live,
+        Ok(lease) => lease,
         Err(e) => {
             let reason = ApiError::from(&e);
             tracing::error!(
@@ -53,7 +53,7 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
     .await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if !matches!(ping, Ok(Ok(_))) {
-        db.discard(&live, Condition::ConnectionLost).await;
+        db.discard(live, Condition::ConnectionLost);
         return unhealthy(
             ApiError::Unavailable {
                 detail: "the database did not answer SELECT 1".into(),
@@ -64,9 +64,10 @@ pub async fn database(db: &SharedConnection) -> Response<Body> {
             db.writer_status(),
         );
     }
-    let info = &live.store.connection().info;
+    let info = live.store.connection().info.clone();
+    db.release(live);
     // The version this connection logged in with: a session outlives the rotation that replaced
-    // its password, so it can stay on an old version for the life of the environment. Beside it,
+    // its password, so it can stay on an old version for the life of the connection. Beside it,
     // the version new connections would use now (what AWSCURRENT was at the cache's last check).
     credentials["version_id"] = json!(info.origin.version_id);
     credentials["stage"] = json!(info.origin.stage.map(Stage::label));

@@ -77,6 +77,11 @@ impl ItemStore {
         &self.conn
     }
 
+    /// The connection, its statements dropped (to close it).
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     /// A page of items by id.
     ///
     /// # Errors

@@ -71,6 +71,27 @@ pub trait Session: Send {
 
     /// Runs `query` in a transaction that is rolled back, so even a write probe changes nothing.
     fn probe(&mut self, query: &str) -> impl Future<Output = Result<(), StatementError>> + Send;
+
+    /// Preflight: what setSecret would run, in a transaction that is rolled back. `clone_of`
+    /// `Some(base)`: [`Self::ensure_clone`]'s statements for `role` as the alternate user of
+    /// `base`; `None`: [`Self::set_password`] on `role`.
+    fn rehearse_password_change(
+        &mut self,
+        role: &str,
+        clone_of: Option<&str>,
+        password: &SecretString,
+    ) -> impl Future<Output = Result<(), StatementError>> + Send;
+
+    /// Preflight: the server's settings that matter to a rotation.
+    fn server_facts(&mut self) -> impl Future<Output = Result<crate::sessions::ServerFacts, StatementError>> + Send;
+
+    /// Revoke: ends every other session whose user is `role` and, when `began_before` is given,
+    /// that began before it; returns what was ended. Never any other user's session.
+    fn end_sessions(
+        &mut self,
+        role: &str,
+        began_before: Option<std::time::SystemTime>,
+    ) -> impl Future<Output = Result<Vec<crate::sessions::EndedSession>, StatementError>> + Send;
 }
 
 /// What [`Session::ensure_app_role`] did.
@@ -163,7 +184,7 @@ pub enum StatementError {
 }
 
 impl StatementError {
-    fn from_pg(e: &tokio_postgres::Error, on_role: &str) -> Self {
+    pub(crate) fn from_pg(e: &tokio_postgres::Error, on_role: &str) -> Self {
         match e.as_db_error() {
             Some(db) if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE => Self::PermissionDenied {
                 on_role: on_role.to_owned(),
@@ -242,16 +263,16 @@ WHERE b.rolname = $2";
 
 /// What the server is: how it stores passwords, and its version.
 #[derive(Debug, Clone, Copy)]
-struct ServerSettings {
-    encryption: PasswordEncryption,
-    version_num: i32,
+pub(crate) struct ServerSettings {
+    pub(crate) encryption: PasswordEncryption,
+    pub(crate) version_num: i32,
 }
 
 /// [`SETTINGS_QUERY`] plus the server's version, in one round trip.
 const SESSION_SETTINGS: &str = "SELECT current_setting('password_encryption'), current_setting('scram_iterations', true), current_setting('server_version_num')::int";
 
 /// Why one attempt at [`Session::ensure_clone`] did not finish.
-enum Attempt {
+pub(crate) enum Attempt {
     /// Another session created the clone between our check and our `CREATE ROLE` (42710, or
     /// 23505 when our insert waited on its uncommitted one).
     Raced,
@@ -272,14 +293,14 @@ pub struct PgLogins;
 /// A tokio-postgres session.
 #[derive(Debug)]
 pub struct PgSession {
-    conn: db_credentials::Connection,
+    pub(crate) conn: db_credentials::Connection,
     /// The server's settings, read on first use.
     settings: Option<ServerSettings>,
 }
 
 impl PgSession {
     /// How this server stores passwords and its version, read once per session.
-    async fn settings(&mut self) -> Result<ServerSettings, StatementError> {
+    pub(crate) async fn settings(&mut self) -> Result<ServerSettings, StatementError> {
         if let Some(s) = self.settings {
             return Ok(s);
         }
@@ -300,13 +321,15 @@ impl PgSession {
         Ok(settings)
     }
 
-    /// One transaction of [`Session::ensure_clone`].
-    async fn try_ensure_clone(
+    /// One transaction of [`Session::ensure_clone`]; rolled back instead of committed when
+    /// `commit` is false (preflight's rehearsal, [`Session::rehearse_password_change`]).
+    pub(crate) async fn try_ensure_clone(
         &mut self,
         clone: &str,
         base: &str,
         password: &SecretString,
         settings: ServerSettings,
+        commit: bool,
     ) -> Result<RoleChange, Attempt> {
         let on = |role: &str| {
             let role = role.to_owned();
@@ -338,7 +361,7 @@ impl PgSession {
             }
             tx.batch_execute(&grant).await.map_err(on(base))?;
             tx.batch_execute(&acts_as_sql(clone, base)).await.map_err(on(clone))?;
-            tx.commit().await.map_err(on(clone))?;
+            finish(tx, commit).await.map_err(on(clone))?;
             return Ok(RoleChange::Created);
         }
         let reasons = unsafe_clone_reasons(&facts, base);
@@ -364,7 +387,7 @@ impl PgSession {
             tx.batch_execute(&acts_as_sql(clone, base)).await.map_err(on(clone))?;
             repaired.push("SET role");
         }
-        tx.commit().await.map_err(on(clone))?;
+        finish(tx, commit).await.map_err(on(clone))?;
         Ok(RoleChange::PasswordSet { repaired })
     }
 }
@@ -606,6 +629,11 @@ async fn legacy_items_access(
     Ok(())
 }
 
+/// Commits, or rolls back a rehearsal.
+async fn finish(tx: tokio_postgres::Transaction<'_>, commit: bool) -> Result<(), tokio_postgres::Error> {
+    if commit { tx.commit().await } else { tx.rollback().await }
+}
+
 impl Logins for PgLogins {
     type Session = PgSession;
 
@@ -632,14 +660,14 @@ impl Session for PgSession {
         password: &SecretString,
     ) -> Result<RoleChange, StatementError> {
         let settings = self.settings().await?;
-        match self.try_ensure_clone(clone, base, password, settings).await {
+        match self.try_ensure_clone(clone, base, password, settings, true).await {
             Ok(change) => Ok(change),
             Err(Attempt::Failed(e)) => Err(e),
             // The transaction is rolled back; the role now exists, so the second attempt checks
             // it like any existing clone.
             Err(Attempt::Raced) => {
                 tracing::info!("the alternate user was created concurrently; checking it");
-                match self.try_ensure_clone(clone, base, password, settings).await {
+                match self.try_ensure_clone(clone, base, password, settings, true).await {
                     Ok(change) => Ok(change),
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::Raced) => Err(StatementError::Failed(format!(
@@ -668,6 +696,27 @@ impl Session for PgSession {
         Err(StatementError::Failed(format!(
             "role {role} was reported as created concurrently, but is not visible"
         )))
+    }
+
+    async fn rehearse_password_change(
+        &mut self,
+        role: &str,
+        clone_of: Option<&str>,
+        password: &SecretString,
+    ) -> Result<(), StatementError> {
+        crate::sessions::rehearse(self, role, clone_of, password).await
+    }
+
+    async fn server_facts(&mut self) -> Result<crate::sessions::ServerFacts, StatementError> {
+        crate::sessions::server_facts(self).await
+    }
+
+    async fn end_sessions(
+        &mut self,
+        role: &str,
+        began_before: Option<std::time::SystemTime>,
+    ) -> Result<Vec<crate::sessions::EndedSession>, StatementError> {
+        crate::sessions::end_sessions(self, role, began_before).await
     }
 
     async fn probe(&mut self, query: &str) -> Result<(), StatementError> {

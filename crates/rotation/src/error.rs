@@ -267,6 +267,14 @@ pub enum Error {
         #[source]
         source: TlsError,
     },
+    /// A revoke that would be unsafe or meaningless: it names why and what to do.
+    #[error("secret {secret}: revoke refused: {reason}")]
+    RevokeRefused {
+        /// Secret ARN.
+        secret: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The step ran out of time.
     #[error("the step did not finish within {budget_ms} ms; last doing: {doing}")]
     Timeout {
@@ -296,6 +304,8 @@ pub enum Statement {
     Probe,
     /// `Custom::DatabaseRole`: the master's CREATE ROLE, GRANTs and CREATE SCHEMA.
     AppRole,
+    /// Revoke: `pg_terminate_backend` on the superseded credential's sessions.
+    EndSessions,
 }
 
 impl Statement {
@@ -307,6 +317,7 @@ impl Statement {
             Self::MasterSetPassword => "ALTER ROLE … PASSWORD (as the master)",
             Self::Probe => "TEST_QUERY",
             Self::AppRole => "CREATE ROLE / GRANT / CREATE SCHEMA (Custom::DatabaseRole)",
+            Self::EndSessions => "pg_terminate_backend (revoke)",
         }
     }
 
@@ -317,6 +328,7 @@ impl Statement {
             Self::MasterSetPassword => "change the password of",
             Self::Probe => "run TEST_QUERY as",
             Self::AppRole => "create or set up",
+            Self::EndSessions => "end the sessions of",
         }
     }
 
@@ -332,6 +344,9 @@ impl Statement {
             }
             Self::MasterSetPassword => "the master secret's user needs CREATEROLE or rds_password (or superuser)",
             Self::Probe => "grant the user what TEST_QUERY needs",
+            Self::EndSessions => {
+                "the user ending the sessions needs pg_signal_backend (RDS's rds_superuser has it) or membership in the role"
+            }
             Self::AppRole => {
                 "the master secret's user needs CREATEROLE, and must own the database (or hold CONNECT on it WITH GRANT OPTION) to grant CONNECT on it"
             }

@@ -72,7 +72,7 @@ pub const MAX_TOKEN: usize = 64;
 pub enum EventError {
     /// The payload is not a JSON object.
     #[error(
-        "the event must be a JSON object: a rotation step (SecretId, ClientRequestToken, Step) or a CloudFormation custom resource request"
+        "the event must be a JSON object: a rotation step (SecretId, ClientRequestToken, Step), a CloudFormation custom resource request, {{\"Preflight\": {{\"SecretId\": …}}}} or {{\"Revoke\": {{\"SecretId\": …}}}}"
     )]
     NotObject,
     /// A required key is absent.
@@ -102,6 +102,22 @@ pub enum EventError {
         "the event carries both rotation keys (Step, ClientRequestToken) and CloudFormation keys (RequestType, ResponseURL); refusing to guess which it is"
     )]
     Ambiguous,
+    /// An operator's request (`Preflight`, `Revoke`) beside keys of another shape, or both.
+    #[error(
+        "the event carries \"{key}\" beside keys of another event (Step, ClientRequestToken, RequestType, ResponseURL, Preflight or Revoke); an operator's request is an object with that one key, refusing to guess"
+    )]
+    Mixed {
+        /// `Preflight` or `Revoke`.
+        key: &'static str,
+    },
+    /// An operator's request whose body is not an object, or lacks a usable key.
+    #[error("the \"{request}\" request {problem}")]
+    Request {
+        /// `Preflight` or `Revoke`.
+        request: &'static str,
+        /// What is wrong, naming the key (never its value).
+        problem: String,
+    },
     /// `Step` names no step of the protocol.
     #[error("unknown rotation step \"{step}\": expected createSecret, setSecret, testSecret or finishSecret")]
     UnknownStep {
@@ -118,6 +134,12 @@ pub enum EventKind {
     RotationStep,
     /// `{"RequestType","ResponseURL",…}`: see [`crate::custom_resource`].
     CustomResource,
+    /// `{"Preflight": {"SecretId"}}`: every check of a rotation, changing nothing
+    /// ([`crate::preflight`]).
+    Preflight,
+    /// `{"Revoke": {"SecretId", "GraceSeconds"}}`: end the superseded credential's sessions and
+    /// logins ([`crate::revoke`]).
+    Revoke,
 }
 
 /// Tells the two shapes apart by their keys. A payload with keys of both is refused rather than
@@ -132,10 +154,47 @@ pub fn kind(value: &Value) -> Result<EventKind, EventError> {
     };
     let custom = crate::custom_resource::event::looks_like_custom_resource(value);
     let rotation = map.contains_key("Step") || map.contains_key("ClientRequestToken");
+    // An operator's request is an object with exactly its one key: a Secrets Manager event or a
+    // CloudFormation request never has it, and anything beside it is refused rather than guessed.
+    for (key, kind) in [("Preflight", EventKind::Preflight), ("Revoke", EventKind::Revoke)] {
+        if map.contains_key(key) {
+            return if map.len() == 1 {
+                Ok(kind)
+            } else {
+                Err(EventError::Mixed { key })
+            };
+        }
+    }
     match (custom, rotation) {
         (true, true) => Err(EventError::Ambiguous),
         (true, false) => Ok(EventKind::CustomResource),
         (false, _) => Ok(EventKind::RotationStep),
+    }
+}
+
+/// The body of an operator's request (`{"<request>": {…}}`) and its `SecretId`.
+///
+/// # Errors
+/// [`EventError::Request`] naming what is missing or malformed, never a value.
+pub fn operator_request<'a>(
+    value: &'a Value,
+    request: &'static str,
+) -> Result<(&'a serde_json::Map<String, Value>, String), EventError> {
+    let problem = |p: &str| EventError::Request {
+        request,
+        problem: p.to_owned(),
+    };
+    let Some(Value::Object(body)) = value.get(request) else {
+        return Err(problem("must be an object: {\"SecretId\": \"<secret ARN or name>\"}"));
+    };
+    match body.get("SecretId") {
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_SECRET_ID => Ok((body, s.clone())),
+        Some(Value::String(s)) if !s.is_empty() => Err(problem(&format!(
+            "has a SecretId of {} characters; Secrets Manager allows at most {MAX_SECRET_ID}",
+            s.chars().count()
+        ))),
+        None | Some(Value::Null) => Err(problem("has no \"SecretId\" key")),
+        Some(_) => Err(problem("needs \"SecretId\" to be a non-empty string")),
     }
 }
 
@@ -283,6 +342,25 @@ mod tests {
         assert_eq!(kind(&json!("createSecret")), Err(EventError::NotObject));
         // A rotation event that lacks everything is still a rotation event, refused by its parser.
         assert_eq!(kind(&json!({})), Ok(EventKind::RotationStep));
+    }
+
+    #[test]
+    fn operator_requests_are_their_own_shape_and_never_mixed() {
+        assert_eq!(kind(&json!({"Preflight": {"SecretId": "s"}})), Ok(EventKind::Preflight));
+        assert_eq!(
+            kind(&json!({"Revoke": {"SecretId": "s", "GraceSeconds": 0}})),
+            Ok(EventKind::Revoke)
+        );
+        let step = json!({"SecretId":"s","ClientRequestToken":"t","Step":"createSecret","Preflight":{}});
+        assert_eq!(kind(&step), Err(EventError::Mixed { key: "Preflight" }));
+        let both = json!({"Preflight": {"SecretId": "s"}, "Revoke": {"SecretId": "s"}});
+        assert!(matches!(kind(&both), Err(EventError::Mixed { .. })));
+        let mut cfn: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/cloudformation-custom-resource-create.json"
+        ))
+        .unwrap();
+        cfn["Revoke"] = json!({"SecretId": "s"});
+        assert_eq!(kind(&cfn), Err(EventError::Mixed { key: "Revoke" }));
     }
 
     #[test]

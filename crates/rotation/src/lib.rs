@@ -35,8 +35,11 @@ pub mod failpoint;
 /// The log set-up with its caps, shared with items-api.
 pub use db_credentials::logging;
 pub mod password;
+pub mod preflight;
+pub mod revoke;
 pub mod rotator;
 pub mod secrets;
+pub mod sessions;
 pub mod steps;
 pub mod strategy;
 pub mod verifier;

@@ -1,6 +1,6 @@
 //! The `rotation` Lambda: configuration and clients once, then, per invocation, one rotation step
-//! (Secrets Manager) or one `Custom::DatabaseRole` request (CloudFormation), told apart by the
-//! event's keys ([`rotation::event::kind`]).
+//! (Secrets Manager), one `Custom::DatabaseRole` request (CloudFormation), or an operator's
+//! `Preflight` or `Revoke`, told apart by the event's keys ([`rotation::event::kind`]).
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use rotation::{
@@ -43,6 +43,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                         "status": answered.status,
                         "physicalResourceId": answered.physical_resource_id,
                     }))
+                }
+                EventKind::Preflight => {
+                    let request = rotation::preflight::PreflightRequest::from_json(&payload)
+                        .map_err(|e| Failure::new("InvalidEvent", e.to_string()))?;
+                    let report = Box::pin(rotator.preflight(&request, Some(deadline))).await;
+                    serde_json::to_value(&report).map_err(|e| Failure::new("PreflightError", e.to_string()))
+                }
+                EventKind::Revoke => {
+                    let request = rotation::revoke::RevokeRequest::from_json(&payload)
+                        .map_err(|e| Failure::new("InvalidEvent", e.to_string()))?;
+                    let report = Box::pin(rotator.revoke(&request, Some(deadline)))
+                        .await
+                        .map_err(|e| Failure::new("RevokeError", e.to_string()))?;
+                    serde_json::to_value(&report).map_err(|e| Failure::new("RevokeError", e.to_string()))
                 }
                 EventKind::RotationStep => {
                     let step =

@@ -8,7 +8,7 @@ use db_credentials::{
     secrets_manager::{AWSPENDING, PasswordPolicy, ReadSecrets, SdkSecrets, Stage},
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::future::Future;
+use std::{future::Future, time::SystemTime};
 
 /// The reads plus rotation's writes.
 pub trait SecretsApi: ReadSecrets {
@@ -33,6 +33,14 @@ pub trait SecretsApi: ReadSecrets {
 
     /// GetRandomPassword with the configured knobs.
     fn random_password(&self, policy: &PasswordPolicy) -> impl Future<Output = Result<SecretString, AwsError>> + Send;
+
+    /// ListSecretVersionIds: when version `version_id` was created (`None` when the service
+    /// does not list it, or gives no date). Revoke takes the moment a password changed from it.
+    fn version_created(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> impl Future<Output = Result<Option<SystemTime>, AwsError>> + Send;
 }
 
 impl SecretsApi for SdkSecrets {
@@ -100,6 +108,27 @@ impl SecretsApi for SdkSecrets {
                 )
             })
     }
+
+    async fn version_created(&self, secret_id: &str, version_id: &str) -> Result<Option<SystemTime>, AwsError> {
+        let mut next = None;
+        loop {
+            let out = self
+                .client()
+                .list_secret_version_ids()
+                .secret_id(secret_id)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListSecretVersionIds", &e))?;
+            if let Some(v) = out.versions().iter().find(|v| v.version_id() == Some(version_id)) {
+                return Ok(v.created_date().and_then(|d| SystemTime::try_from(*d).ok()));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +155,9 @@ impl SecretsApi for db_credentials::secrets_manager::model::SecretsModel {
 
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<SecretString, AwsError> {
         Self::random_password(self, policy).await
+    }
+
+    async fn version_created(&self, _secret_id: &str, _version_id: &str) -> Result<Option<SystemTime>, AwsError> {
+        Ok(None)
     }
 }

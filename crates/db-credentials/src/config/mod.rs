@@ -43,6 +43,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "DB_SSL_ROOT_CERT",
     "DB_SECRET_TTL_SECS",
     "DB_CONNECT_TIMEOUT_MS",
+    // items-api's pool (read by its settings; listed here so they are not reported as typos).
+    "DB_POOL_SIZE",
+    "DB_MAX_LIFETIME_SECS",
 ];
 
 /// Default revalidation interval of a cached secret.

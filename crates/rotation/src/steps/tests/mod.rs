@@ -165,6 +165,39 @@ fn denied(on_role: &str, message: &str) -> StatementError {
 }
 
 impl Session for FakeSession {
+    async fn rehearse_password_change(
+        &mut self,
+        role: &str,
+        clone_of: Option<&str>,
+        _password: &SecretString,
+    ) -> Result<(), StatementError> {
+        let s = self.db.state();
+        let superuser = s.roles.get(&self.user).is_some_and(|r| r.superuser);
+        let allowed = superuser || (clone_of.is_none() && role == self.user && !s.restrict_password_commands);
+        if allowed {
+            Ok(())
+        } else {
+            Err(denied(role, "permission denied to alter role"))
+        }
+    }
+
+    async fn server_facts(&mut self) -> Result<crate::sessions::ServerFacts, StatementError> {
+        Ok(crate::sessions::ServerFacts {
+            version: "15.0 (fake)".into(),
+            password_encryption: "scram-sha-256 (4096 iterations)".into(),
+            log_statement: "none".into(),
+            superuser: self.db.state().roles.get(&self.user).is_some_and(|r| r.superuser),
+        })
+    }
+
+    async fn end_sessions(
+        &mut self,
+        _role: &str,
+        _began_before: Option<std::time::SystemTime>,
+    ) -> Result<Vec<crate::sessions::EndedSession>, StatementError> {
+        Ok(Vec::new())
+    }
+
     async fn set_password(&mut self, role: &str, password: &SecretString) -> Result<(), StatementError> {
         let mut s = self.db.state();
         let superuser = s.roles.get(&self.user).is_some_and(|r| r.superuser);
