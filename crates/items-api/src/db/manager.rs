@@ -95,6 +95,8 @@ pub struct Manager {
     policy: RetryPolicy,
     pool: PoolSettings,
     connects: Mutex<Connects>,
+    /// A copy of `connects.error`, readable while a connect holds that lock.
+    last_connect_error: StdMutex<Option<DbError>>,
     attempts: AtomicU64,
     schema_ready: AtomicBool,
     writer: StdMutex<Writer>,
@@ -107,6 +109,7 @@ impl Manager {
             policy,
             pool,
             connects: Mutex::new(Connects::default()),
+            last_connect_error: StdMutex::new(None),
             attempts: AtomicU64::new(0),
             schema_ready: AtomicBool::new(false),
             writer: StdMutex::new(Writer::default()),
@@ -152,6 +155,15 @@ impl Manager {
             store,
             last_used: StdMutex::new(Instant::now()),
             lifetime: self.pool.jittered_lifetime(),
+        })
+    }
+
+    /// The last connect's error, while no connect has succeeded since: why a request that waited
+    /// for a slot until its deadline got none, when the slot was held by failing connects.
+    pub(super) fn failing_connects(&self) -> Option<DbError> {
+        self.connects.try_lock().ok().and_then(|c| c.error.clone()).or_else(|| {
+            // A connect holds the lock: its predecessor's error is the one to report.
+            self.last_connect_error.lock().ok().and_then(|e| e.clone())
         })
     }
 
@@ -271,6 +283,9 @@ impl managed::Manager for Manager {
         match outcome {
             Ok(live) => {
                 *connects = Connects::default();
+                if let Ok(mut last) = self.last_connect_error.lock() {
+                    *last = None;
+                }
                 self.writer_reached();
                 Ok(Arc::new(live))
             }
@@ -278,6 +293,9 @@ impl managed::Manager for Manager {
                 connects.failures += 1;
                 connects.not_before = Some(Instant::now() + self.policy.backoff(connects.failures));
                 connects.error = Some(e.clone());
+                if let Ok(mut last) = self.last_connect_error.lock() {
+                    *last = Some(e.clone());
+                }
                 self.connect_failed(&e);
                 Err(e)
             }

@@ -128,9 +128,12 @@ impl ConnectionPool {
         match manager::ASK.scope(ask, self.pool.timeout_get(&timeouts)).await {
             Ok(lease) => Ok(lease),
             Err(PoolError::Backend(e)) => Err(e),
-            Err(PoolError::Timeout(_)) => Err(DbError::Busy {
+            // No slot came free in time. When the slots were held by connects that keep failing,
+            // that failure is the answer (the database, not this environment's load), as it is
+            // for requests that queued behind a failed connect.
+            Err(PoolError::Timeout(_)) => Err(self.manager().failing_connects().unwrap_or(DbError::Busy {
                 size: self.settings().size,
-            }),
+            })),
             Err(PoolError::Closed) => Err(DbError::Closed),
             // No hooks are installed and the runtime is set: our own defect if ever seen.
             Err(e) => Err(DbError::Pool(e.to_string())),

@@ -136,11 +136,10 @@ async fn concurrent_requests_share_each_failed_connect_instead_of_queueing_their
     for t in tasks {
         let resp = t.await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let problem = body_json(&resp);
         assert!(
-            body_json(&resp)["detail"]
-                .as_str()
-                .unwrap()
-                .contains("did not answer in time")
+            problem["detail"].as_str().unwrap().contains("did not answer in time"),
+            "each waiter gets the failed connect's answer, not 'busy': {problem}"
         );
     }
     // One attempt per backoff step for the whole environment, each shared by all eight: no more
