@@ -1,7 +1,7 @@
 //! Opening one Postgres connection with given credentials, and classifying why it failed.
 
 use crate::{
-    config::SourceKind,
+    config::{SessionTarget, SourceKind},
     source::{Credentials, Origin},
     tls::SslMode,
 };
@@ -18,18 +18,6 @@ use std::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::error::SqlState;
-
-/// What a new session must be, as libpq's `target_session_attrs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
-pub enum SessionTarget {
-    /// Any server that accepts the login (libpq's `any`).
-    #[default]
-    Any,
-    /// A server that accepts writes (libpq's `read-write`): not a standby, and not read-only by
-    /// `default_transaction_read_only` (a demoted primary). Otherwise the session is closed and
-    /// the connect fails with [`ConnectErrorKind::ReadOnly`].
-    ReadWrite,
-}
 
 /// A live connection: the client plus what it was made with.
 pub struct Connection {

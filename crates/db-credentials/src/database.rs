@@ -4,7 +4,8 @@
 //! and in time, so a genuinely wrong password fails fast with a useful error.
 
 use crate::{
-    connect::{ConnectError, Connection, SessionTarget, connect_to},
+    config::SessionTarget,
+    connect::{ConnectError, Connection, connect_to},
     metric,
     rds::{RdsApi, RdsEndpoints},
     secrets_manager::{ReadSecrets, SdkSecrets},

@@ -50,10 +50,9 @@ mod tls;
 
 pub use cache::{CacheStatus, CachedSecret};
 pub use condition::Condition;
-pub use config::{Config, ConfigError, SourceKind};
+pub use config::{Config, ConfigError, SessionTarget, SourceKind};
 pub use connect::{
-    ConnectError, ConnectErrorKind, Connection, ConnectionInfo, SessionTarget, connect, connect_to, is_auth_error,
-    server_message,
+    ConnectError, ConnectErrorKind, Connection, ConnectionInfo, connect, connect_to, is_auth_error, server_message,
 };
 pub use database::{Database, RecoveryPolicy};
 pub use endpoint::{Endpoint, EndpointError, resolve as resolve_endpoint};

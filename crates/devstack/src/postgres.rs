@@ -10,8 +10,9 @@
 //! synchronous standby of the first, behind an [`Endpoint`] whose port is what [`Postgres::port`]
 //! returns; [`Postgres::failover`] (in [`crate::failover`]) moves the writer.
 //!
-//! One file (about 840 lines) on purpose: a single type whose methods share the cluster's private
-//! paths, ports and superuser password; its standby and failover live in [`crate::failover`].
+//! One file (about 840 lines, test tooling) on purpose: one type whose lifecycle, admin
+//! connections and role helpers share the cluster's private paths, ports and superuser password;
+//! its standby and failover live in [`crate::failover`].
 
 use crate::{DevstackError, endpoint::Endpoint, free_port, guard::Guardian, guard::sh_quote, random_token};
 use postgres_protocol::escape::escape_identifier;

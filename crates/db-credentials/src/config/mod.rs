@@ -17,12 +17,23 @@ pub use vars::{
 };
 
 use crate::{
-    connect::SessionTarget,
     secret::{DEFAULT_DBNAME, DEFAULT_PORT},
     tls::{Environment, SslMode, TlsEnv},
 };
 use secrecy::SecretString;
 use std::{path::PathBuf, time::Duration};
+
+/// What a new session must be, as libpq's `target_session_attrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub enum SessionTarget {
+    /// Any server that accepts the login (libpq's `any`).
+    #[default]
+    Any,
+    /// A server that accepts writes (libpq's `read-write`): not a standby, and not read-only by
+    /// `default_transaction_read_only` (a demoted primary). Otherwise the session is closed and
+    /// the connect fails with [`crate::ConnectErrorKind::ReadOnly`].
+    ReadWrite,
+}
 
 /// Every variable this crate reads. Listed in the "no source" error and used to spot typos.
 pub const KNOWN_VARS: &[&str] = &[

@@ -9,8 +9,9 @@
 //! hosts, a Unix-domain socket, `options`, `sslmode=allow`, a target that may be read-only, waiting
 //! forever, and every other parameter, each by name.
 
+use super::SessionTarget;
 use super::error::ConfigError;
-use crate::{connect::SessionTarget, secret::DEFAULT_PORT, tls::SslMode};
+use crate::{secret::DEFAULT_PORT, tls::SslMode};
 use secrecy::SecretString;
 use std::{path::PathBuf, time::Duration};
 
