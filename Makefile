@@ -101,7 +101,7 @@ soak: deps
 # docs/benchmarks.md and docs/benchmarks/*.svg. BENCH_QUICK=1 tries the harness in a minute.
 bench: deps
 	$(MAKE) build ARCH=x86_64
-	cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor
+	cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor --example warm-floor
 	cargo bench -p e2e --features vendored-openssl --bench lambda
 
 lint: deps lint-infra

@@ -227,7 +227,8 @@ pub async fn concurrency_binary(ctx: &Ctx, setup: &AppSetup, n: usize, run: Dura
     })
 }
 
-/// The same with the handler in process: `n` tasks share one `App` (one connection).
+/// The same with the handler in process: `n` tasks share one `App`, whose pool holds one
+/// connection (the harness sets neither `DB_POOL_SIZE` nor `AWS_LAMBDA_MAX_CONCURRENCY`).
 ///
 /// # Errors
 /// A failed request.

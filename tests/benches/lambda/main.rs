@@ -9,11 +9,14 @@
 //! * the *release* binaries of `make build ARCH=x86_64` as Lambda runs them, one process per
 //!   execution environment under devstack's Runtime API ([`function`]): the warm mix, Secrets
 //!   Manager calls, memory and concurrency ([`items`]), fresh processes against the
-//!   `cold-floor` example ([`cold`]), rotations ([`rotation`]), and latency while rotations
-//!   run ([`timeline`]).
+//!   `cold-floor` example ([`cold`]), rotations ([`rotation`]), latency while rotations
+//!   run ([`timeline`]), and issue 13's figures ([`scale`]): one environment's pool under 16
+//!   concurrent invocations of a slow query, eager against lazy init, and the warm path against
+//!   the `warm-floor` example.
 //!
 //! `BENCH_QUICK=1` runs a few samples of everything, to try the harness; its figures mean nothing.
-//! `BENCH_ITEMS_API_BIN`, `BENCH_ROTATION_BIN` and `BENCH_FLOOR_BIN` point at other binaries.
+//! `BENCH_ITEMS_API_BIN`, `BENCH_ROTATION_BIN`, `BENCH_FLOOR_BIN` and `BENCH_WARM_FLOOR_BIN` point
+//! at other binaries.
 
 mod cold;
 mod costs;
@@ -25,6 +28,7 @@ mod plots;
 mod procfs;
 mod report;
 mod rotation;
+mod scale;
 mod stats;
 mod timeline;
 mod warm;
@@ -73,6 +77,12 @@ pub struct Sizes {
     pub timeline_lead: Duration,
     /// Time between rotations.
     pub timeline_gap: Duration,
+    /// Warm invocations of items-api and of the warm floor, each.
+    pub warm_floor_invocations: usize,
+    /// `DB_POOL_SIZE`s under 16 concurrent invocations.
+    pub pool_sizes: Vec<usize>,
+    /// Direct samples of the slow query alone.
+    pub pool_baseline_samples: usize,
     /// Whether this is the quick run.
     pub quick: bool,
 }
@@ -94,6 +104,9 @@ impl Sizes {
                 timeline_rotations: 2,
                 timeline_lead: Duration::from_secs(1),
                 timeline_gap: Duration::from_millis(500),
+                warm_floor_invocations: 200,
+                pool_sizes: vec![1, 4, 8, 16],
+                pool_baseline_samples: 20,
                 quick,
             }
         } else {
@@ -110,6 +123,9 @@ impl Sizes {
                 timeline_rotations: 8,
                 timeline_lead: Duration::from_secs(3),
                 timeline_gap: Duration::from_millis(1500),
+                warm_floor_invocations: 2000,
+                pool_sizes: vec![1, 4, 8, 16],
+                pool_baseline_samples: 100,
                 quick,
             }
         }
@@ -125,6 +141,8 @@ pub struct Binaries {
     pub rotation: PathBuf,
     /// The `cold-floor` example.
     pub floor: PathBuf,
+    /// The `warm-floor` example.
+    pub warm_floor: PathBuf,
     /// The zips of `make build`.
     pub zips: Vec<(String, PathBuf)>,
 }
@@ -169,20 +187,26 @@ impl Binaries {
             std::fs::set_permissions(&bootstrap, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
             bootstraps.push(bootstrap);
         }
-        let floor = std::env::var_os("BENCH_FLOOR_BIN").map_or(bench_dir.join("examples/cold-floor"), PathBuf::from);
-        if !floor.is_file() {
-            return Err(format!(
-                "{} is missing: run `cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor` (or `make bench`)",
-                floor.display()
-            )
-            .into());
-        }
+        let example = |var: &str, name: &str| -> Result<PathBuf> {
+            let path = std::env::var_os(var).map_or(bench_dir.join("examples").join(name), PathBuf::from);
+            if !path.is_file() {
+                return Err(format!(
+                    "{} is missing: run `cargo build --profile bench -p e2e --features vendored-openssl --example {name}` (or `make bench`)",
+                    path.display()
+                )
+                .into());
+            }
+            Ok(path)
+        };
+        let floor = example("BENCH_FLOOR_BIN", "cold-floor")?;
+        let warm_floor = example("BENCH_WARM_FLOOR_BIN", "warm-floor")?;
         let rotation = bootstraps.pop().ok_or("no rotation binary")?;
         let items_api = bootstraps.pop().ok_or("no items-api binary")?;
         Ok(Self {
             items_api,
             rotation,
             floor,
+            warm_floor,
             zips,
         })
     }
@@ -364,6 +388,9 @@ async fn run(started: Instant) -> Result<()> {
     say("warm mix through the release binary");
     let warm_mix = items::warm_mix(&ctx, &setup, &direct, sizes.binary_invocations).await?;
 
+    say("warm path through the Runtime API against the warm floor");
+    let warm_floor = scale::warm_floor(&ctx, &setup, &direct, sizes.warm_floor_invocations).await?;
+
     say("concurrency through the release binary");
     let mut concurrency_binary = Vec::new();
     for n in &sizes.concurrency_levels {
@@ -372,6 +399,9 @@ async fn run(started: Instant) -> Result<()> {
 
     say("cold starts against the floor");
     let cold = cold::measure(&ctx, &setup, sizes.cold_runs).await?;
+
+    say("eager against lazy init to the first answer");
+    let init = scale::init(&ctx, &setup, sizes.cold_runs).await?;
 
     say("Secrets Manager calls with a short TTL and a new connection per request");
     let ttl = items::ttl_calls(&ctx, &setup, sizes.ttl, sizes.ttl_run).await?;
@@ -397,6 +427,15 @@ async fn run(started: Instant) -> Result<()> {
     )
     .await?;
 
+    say("one environment's pool under 16 concurrent invocations of a 20 ms query");
+    let pool = scale::pool(
+        &ctx,
+        &sizes.pool_sizes,
+        sizes.concurrency_run,
+        sizes.pool_baseline_samples,
+    )
+    .await?;
+
     let zips = ctx
         .bins
         .zips
@@ -418,6 +457,9 @@ async fn run(started: Instant) -> Result<()> {
         rotations,
         costs,
         timeline,
+        pool,
+        init,
+        warm_floor,
         zips,
         binary_sizes: [&ctx.bins.items_api, &ctx.bins.rotation]
             .iter()

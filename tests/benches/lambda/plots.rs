@@ -26,6 +26,7 @@ pub fn draw(r: &Results, dir: &Path) -> Result<()> {
     cold(r, &dir.join("cold-start.svg"))?;
     concurrency(r, &dir.join("concurrency.svg"))?;
     timeline(r, &dir.join("rotation-timeline.svg"))?;
+    pool(r, &dir.join("pool.svg"))?;
     Ok(())
 }
 
@@ -252,6 +253,95 @@ fn timeline(r: &Results, path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn pool(r: &Results, path: &Path) -> Result<()> {
+    let p = &r.pool;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let base = ms(p.single_query.median());
+    let max_k = p.runs.iter().map(|r| r.size).max().unwrap_or(1) as f64;
+    let best = |k: f64| {
+        if base > 0.0 {
+            k.min(crate::scale::CONCURRENT as f64) * 1e3 / base
+        } else {
+            0.0
+        }
+    };
+    let max_tp = p
+        .runs
+        .iter()
+        .map(|r| r.throughput.max(best(r.size as f64)))
+        .fold(0.0, f64::max)
+        * 1.15;
+    let mut tp = ChartBuilder::on(&left)
+        .caption("Throughput, 16 concurrent invocations", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_k + 1.0, 0.0..max_tp.max(1.0))?;
+    tp.configure_mesh()
+        .x_desc("DB_POOL_SIZE")
+        .y_desc("requests per second")
+        .draw()?;
+    let measured: Vec<(f64, f64)> = p.runs.iter().map(|r| (r.size as f64, r.throughput)).collect();
+    let ideal: Vec<(f64, f64)> = p.runs.iter().map(|r| (r.size as f64, best(r.size as f64))).collect();
+    tp.draw_series(LineSeries::new(measured.clone(), PALETTE[0].stroke_width(2)))?
+        .label("measured")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[0].stroke_width(2)));
+    tp.draw_series(measured.into_iter().map(|q| Circle::new(q, 3, PALETTE[0].filled())))?;
+    tp.draw_series(DashedLineSeries::new(ideal, 6, 4, PALETTE[2].stroke_width(2)))?
+        .label("size / single query's time")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[2].stroke_width(2)));
+    tp.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()?;
+
+    let hi = p.runs.iter().map(|r| ms(r.latency.p99())).fold(base * 1.3, f64::max) * 1.5;
+    let lo = (base * 0.5).max(0.1);
+    let mut lt = ChartBuilder::on(&right)
+        .caption("Latency: median (solid), p99 (dashed)", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_k + 1.0, (lo..hi.max(lo * 2.0)).log_scale())?;
+    lt.configure_mesh()
+        .x_desc("DB_POOL_SIZE")
+        .y_desc("latency (ms, log scale)")
+        .draw()?;
+    let med: Vec<(f64, f64)> = p.runs.iter().map(|r| (r.size as f64, ms(r.latency.median()))).collect();
+    let p99: Vec<(f64, f64)> = p.runs.iter().map(|r| (r.size as f64, ms(r.latency.p99()))).collect();
+    lt.draw_series(LineSeries::new(med.clone(), PALETTE[0].stroke_width(2)))?
+        .label("through items-api")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[0].stroke_width(2)));
+    lt.draw_series(med.into_iter().map(|q| Circle::new(q, 3, PALETTE[0].filled())))?;
+    lt.draw_series(DashedLineSeries::new(p99, 6, 4, PALETTE[0].stroke_width(2)))?;
+    lt.draw_series(LineSeries::new(
+        vec![(0.0, base), (max_k + 1.0, base)],
+        PALETTE[2].stroke_width(1),
+    ))?
+    .label("single query's time")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[2].stroke_width(1)));
+    lt.draw_series(DashedLineSeries::new(
+        vec![(0.0, base * 1.3), (max_k + 1.0, base * 1.3)],
+        4,
+        4,
+        PALETTE[1].stroke_width(1),
+    ))?
+    .label("goal: 1.3× the single query")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[1].stroke_width(1)));
+    lt.configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

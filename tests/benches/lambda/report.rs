@@ -10,6 +10,7 @@ use crate::{
     machine::Machine,
     procfs::{mb, mib},
     rotation::Rotations,
+    scale::{self, Init, Pool, WarmFloor},
     stats::{Samples, diff_us, ms, us},
     timeline::Timeline,
     warm::RouteTimes,
@@ -24,6 +25,9 @@ pub mod target {
     pub const OVERHEAD_AIM_US: f64 = 50.0;
     /// Cold path / floor.
     pub const COLD_RATIO: f64 = 1.3;
+    /// Median latency with 16 concurrent invocations and a pool of 16, over a single query's
+    /// time (issue 13).
+    pub const POOL_P50_RATIO: f64 = 1.3;
     /// Rotation CPU: a tenth of Python's (ms).
     pub const ROTATION_CPU_MS: f64 = super::baseline::ROTATION_CPU_MS / 10.0;
     /// Peak RSS of items-api (MB), issue.
@@ -82,6 +86,12 @@ pub struct Results {
     pub costs: UnitCosts,
     /// Latency while rotating.
     pub timeline: Timeline,
+    /// One environment's pool under 16 concurrent invocations.
+    pub pool: Pool,
+    /// Eager and lazy init.
+    pub init: Init,
+    /// The warm path against the warm floor.
+    pub warm_floor: WarmFloor,
     /// `bootstrap.zip` sizes by function.
     pub zips: Vec<(String, Option<u64>)>,
     /// Unzipped `bootstrap` sizes (items-api, rotation).
@@ -206,6 +216,7 @@ pub fn markdown(r: &Results) -> String {
     zip_section(&mut out, r);
     concurrency_section(&mut out, r);
     timeline_section(&mut out, r);
+    scale_section(&mut out, r);
     crate::report::notes(&mut out, r);
     out
 }
@@ -354,6 +365,42 @@ fn summary(out: &mut String, r: &Results) {
             verdict(zip, target::ZIP_MB, "MB"),
         ],
     );
+    let top = r.pool.runs.iter().map(|p| p.size).max().unwrap_or(0);
+    let pool_ratio = r.pool.p50_ratio(top);
+    row(
+        out,
+        &[
+            format!(
+                "{} concurrent invocations of one environment, a {:.0} ms query, pool of {top}: median over the single query's",
+                scale::CONCURRENT,
+                scale::SLEEP_SECS * 1e3
+            ),
+            format!(
+                "{} = {pool_ratio:.2}× ({})",
+                ms1(r.pool.at(top).map(|p| p.latency.median()).unwrap_or_default()),
+                ms1(r.pool.single_query.median())
+            ),
+            format!("≤ {:.1}×", target::POOL_P50_RATIO),
+            "—".into(),
+            verdict(pool_ratio, target::POOL_P50_RATIO, "×"),
+        ],
+    );
+    let wf = &r.warm_floor;
+    row(
+        out,
+        &[
+            "warm `GET /items?limit=50` through the Runtime API against the warm floor, median".into(),
+            format!(
+                "{} = {:.2}× the floor ({})",
+                us1(wf.app.median()),
+                wf.ratio(),
+                us1(wf.floor.median())
+            ),
+            "— (measured)".into(),
+            "—".into(),
+            "—".into(),
+        ],
+    );
     let failures = r.timeline.failures.len();
     row(
         out,
@@ -376,7 +423,7 @@ fn conditions(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## How it was measured\n");
     let _ = writeln!(
         out,
-        "```sh\nmake bench     # = make build ARCH=x86_64, then cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor, then cargo bench -p e2e --features vendored-openssl --bench lambda\n```\n"
+        "```sh\nmake bench     # = make build ARCH=x86_64, then cargo build --profile bench -p e2e --features vendored-openssl --example cold-floor --example warm-floor, then cargo bench -p e2e --features vendored-openssl --bench lambda\n```\n"
     );
     let _ = writeln!(
         out,
@@ -399,7 +446,7 @@ fn conditions(out: &mut String, r: &Results) {
     );
     let _ = writeln!(
         out,
-        "- In process, the handler is items-api's `App::handle`; the harness (and `cold-floor`) are built with \
+        "- In process, the handler is items-api's `App::handle`; the harness (and `cold-floor`, `warm-floor`) are built with \
          the `bench` profile (the release profile without LTO and with 16 codegen units, to compile in a \
          fraction of the time) and the same vendored OpenSSL."
     );
@@ -836,9 +883,13 @@ fn concurrency_section(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "N concurrent invocations of one environment, each client sending the mix back to back for {:.1} s. \
-         In process: N tasks share one `App` (one connection; tokio-postgres pipelines). Release binary: \
-         `AWS_LAMBDA_MAX_CONCURRENCY=N` (Lambda Managed Instances' mode) with N clients; latency from queueing \
-         the event to the answer. Two cores serve the clients, the function and Postgres.\n",
+         In process: N tasks share one `App` whose pool holds one connection (neither `DB_POOL_SIZE` nor \
+         `AWS_LAMBDA_MAX_CONCURRENCY` is set, so the size is 1): each request holds that connection for its \
+         query and the others wait their turn. Release binary: `AWS_LAMBDA_MAX_CONCURRENCY=N` (Lambda Managed \
+         Instances' mode) with N clients, so its pool holds up to N connections, one per invocation under way; \
+         latency from queueing the event to the answer. The queries here take well under a millisecond, so the \
+         pool is not what limits this table: two cores serve the clients, the function and Postgres. Section 9 \
+         measures the pool where it matters, with a slow query.\n",
         r.sizes.concurrency_run.as_secs_f64()
     );
     header(
@@ -908,6 +959,203 @@ fn timeline_section(out: &mut String, r: &Results) {
             format!(" First: `{}`", t.failures[0].replace('`', "'"))
         }
     );
+}
+
+/// Which of two medians is lower, and by how much.
+fn lower(a_name: &str, a: Duration, b_name: &str, b: Duration) -> String {
+    let (win, lose, w, l) = if a <= b {
+        (a_name, b_name, a, b)
+    } else {
+        (b_name, a_name, b, a)
+    };
+    let by = l.saturating_sub(w);
+    let pct = if l.is_zero() {
+        0.0
+    } else {
+        by.as_secs_f64() / l.as_secs_f64() * 100.0
+    };
+    if pct < 5.0 {
+        format!("the same within 5 % ({win} lower by {}, {pct:.0} %)", ms1(by))
+    } else {
+        format!("**{win}** is better: {} ({pct:.0} %) less than {lose}", ms1(by))
+    }
+}
+
+/// The storm test's figures: quoted from one run of the test, with its command; not measured here.
+const STORM: &str = "`cargo test -p items-api --test pool storm -- --nocapture` (`crates/items-api/tests/pool/storm.rs`, \
+     a debug build, run on this machine on 2026-12-02): 200 environments, each an `App` of its own (its own secret cache \
+     and a pool of one), answer `GET /items` at once against one secret in moto and a Postgres with `max_connections` \
+     50, 3 of them reserved for superusers. It printed `storm: 46 of 200 served, 503s by condition \
+     {\"too-many-connections\": 154}, peak sessions 46`: 46 answered 200, the other 154 answered 503 with `Retry-After` \
+     and the condition `too-many-connections`, none 500; the role's sessions peaked at 46, within the 47 the server \
+     leaves to non-superusers (the test's sampling session takes the 47th). The test asserts the outcomes and the limit; \
+     these counts are what that run printed, not a measurement of this harness.";
+
+fn scale_section(out: &mut String, r: &Results) {
+    let _ = writeln!(out, "## 9. Scale: the pool, eager init, the warm floor (issue 13)\n");
+    let p = &r.pool;
+    let base = p.single_query.median();
+    let _ = writeln!(
+        out,
+        "### The pool of one environment under {} concurrent invocations\n",
+        scale::CONCURRENT
+    );
+    let _ = writeln!(
+        out,
+        "The release items-api binary as one environment with `AWS_LAMBDA_MAX_CONCURRENCY={n}` and \
+         `DB_POOL_SIZE` {sizes}, {n} clients sending `GET /items/{{id}}` back to back for {run:.1} s each (after one \
+         round from every client, which opens the pool's connections); latency from queueing the event to the answer. \
+         The database is made slow in the benchmark's own setup, on a database of its own: a row-level-security \
+         policy on `items`, enabled and forced on the table's owner, calls a SECURITY INVOKER function that runs \
+         `pg_sleep({sleep})`, so reading the row costs about {ms:.0} ms. **The single query's time**, the same SQL \
+         sent directly by one client over the same kind of connection, is {base} (median of {k}; p99 {p99}). \
+         A pool of k connections can run k of these at once, so the best throughput it allows is k / the single \
+         query's time.\n",
+        n = scale::CONCURRENT,
+        sizes = p.runs.iter().map(|r| r.size.to_string()).collect::<Vec<_>>().join(", "),
+        run = r.sizes.concurrency_run.as_secs_f64(),
+        sleep = scale::SLEEP_SECS,
+        ms = scale::SLEEP_SECS * 1e3,
+        base = ms1(base),
+        k = p.single_query.len(),
+        p99 = ms1(p.single_query.p99()),
+    );
+    header(
+        out,
+        &[
+            "DB_POOL_SIZE",
+            "req/s",
+            "best the pool allows",
+            "median",
+            "p99",
+            "median / single query",
+            "answers not 2xx",
+        ],
+    );
+    for run in &p.runs {
+        let best = if base.is_zero() {
+            0.0
+        } else {
+            run.size.min(scale::CONCURRENT) as f64 / base.as_secs_f64()
+        };
+        row(
+            out,
+            &[
+                run.size.to_string(),
+                format!("{:.0}", run.throughput),
+                format!("{best:.0}"),
+                ms1(run.latency.median()),
+                ms1(run.latency.p99()),
+                format!("{:.2}×", p.p50_ratio(run.size)),
+                format!("{} of {}", run.failed, run.failed + run.latency.len()),
+            ],
+        );
+    }
+    let top = p.runs.iter().map(|r| r.size).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\nThe goal: a median within {:.1}× the single query's time at pool size {top}: {:.2}×, {}.\n",
+        target::POOL_P50_RATIO,
+        p.p50_ratio(top),
+        verdict(p.p50_ratio(top), target::POOL_P50_RATIO, "×")
+    );
+    let _ = writeln!(
+        out,
+        "![Pool size against throughput and latency](benchmarks/pool.svg)\n"
+    );
+
+    let i = &r.init;
+    let _ = writeln!(out, "### Eager against lazy init, to the first answer\n");
+    let _ = writeln!(
+        out,
+        "Fresh processes of the release binary, {} of each, alternating: `AWS_LAMBDA_INITIALIZATION_TYPE=on-demand` \
+         (lazy: init loads the configuration and the SDK; the first request reads the secret and connects) and \
+         `=provisioned-concurrency` (eager: `App::warm_up` reads the secret and opens a connection during init). \
+         Init is the process's start to its first `/next` poll of the Runtime API; the first event is sent once \
+         init is over and timed from being handed out to its answer (`GET /items?limit=50`).\n",
+        i.lazy.len()
+    );
+    header(
+        out,
+        &[
+            "init",
+            "start to first `/next`, median",
+            "first event to answer, median",
+            "both, median",
+        ],
+    );
+    for (name, init, first, total) in [
+        ("lazy (on-demand)", i.lazy_init(), i.lazy_first(), i.lazy_total()),
+        (
+            "eager (provisioned-concurrency)",
+            i.eager_init(),
+            i.eager_first(),
+            i.eager_total(),
+        ),
+    ] {
+        row(
+            out,
+            &[
+                name.into(),
+                ms1(init.median()),
+                ms1(first.median()),
+                ms1(total.median()),
+            ],
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n- **Provisioned concurrency** runs init before any traffic, so init is off the request path and the \
+         first request waits only for its answer: {}.\n\
+         - **On demand** init runs because a request arrived, so that request waits for init and its answer: {}. \
+         Eager init moves the secret and the connect from the first request into init; it does not remove them. \
+         items-api initialises eagerly only under provisioned concurrency.\n",
+        lower("eager", i.eager_first().median(), "lazy", i.lazy_first().median()),
+        lower("eager", i.eager_total().median(), "lazy", i.lazy_total().median()),
+    );
+
+    let w = &r.warm_floor;
+    let _ = writeln!(out, "### The warm path against a floor through the same Runtime API\n");
+    let _ = writeln!(
+        out,
+        "The floor is the `warm-floor` example (`tests/examples/warm-floor.rs`): a `lambda_http` function on \
+         `run_concurrent`, as items-api, that answers every event with the {} bytes items-api answered to \
+         `GET /items?limit=50`, held in memory (each of its answers is checked to be that body). One environment of \
+         each behind devstack's Runtime API, {} invocations of each, interleaved with the same SQL sent directly; \
+         the time is Lambda's billed duration (event handed out to answer received).\n",
+        w.body_bytes,
+        w.app.len()
+    );
+    header(out, &["", "median", "p90", "p99"]);
+    for (name, s) in [
+        ("items-api, warm", &w.app),
+        ("warm floor (body from memory)", &w.floor),
+        ("the SQL alone, direct", &w.sql),
+    ] {
+        row(out, &[name.into(), us1(s.median()), us1(s.p90()), us1(s.p99())]);
+    }
+    let over = diff_us(w.app.median(), w.floor.median());
+    let sql = us(w.sql.median());
+    let rest = if over > sql {
+        format!(
+            "which leaves {:.0} µs for items-api's own work (taking a pooled connection, the handler, turning 50 rows \
+             into JSON)",
+            over - sql
+        )
+    } else {
+        "more than the whole difference, so in this run items-api's own work (taking a pooled connection, the \
+         handler, turning 50 rows into JSON) is lost in the SQL's noise"
+            .to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "\nitems-api's warm invocation is **{:.2}× the floor** ({over:.0} µs over it, median); the SQL alone, sent \
+         directly, takes {sql:.0} µs (median), {rest}.\n",
+        w.ratio(),
+    );
+
+    let _ = writeln!(out, "### A cold-start storm (quoted from the test)\n");
+    let _ = writeln!(out, "{STORM}\n");
 }
 
 /// Why targets are missed and what would meet them; filled from the figures of this run.
@@ -993,8 +1241,18 @@ pub mod analysis {
              timestamps) and serializing it (two RFC 3339 timestamps). What would meet the aim: write the page \
              from the rows straight into one buffer, without the intermediate `Item`s, formatting timestamps with a \
              fixed-width writer; or have Postgres build the page (`json_agg`), which moves the work into the SQL \
-             time instead of removing it. Left as is: the issue's target (≤ 100 µs) is met, and both trade the \
-             typed `Item` the OpenAPI test checks for tens of microseconds."
+             time instead of removing it. {}",
+            if list <= super::target::OVERHEAD_US {
+                "Left as is: the issue's target (≤ 100 µs) is met, and both trade the typed `Item` the OpenAPI test \
+                 checks for tens of microseconds."
+                    .to_owned()
+            } else {
+                format!(
+                    "This run misses the issue's target (≤ 100 µs) as well, on a machine whose load average was {} \
+                     before it (2 cores): run it again on a quiet machine before reading it as a regression.",
+                    r.load_before
+                )
+            }
         )
     }
 
