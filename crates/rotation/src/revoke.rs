@@ -33,10 +33,7 @@ use crate::{
 use db_credentials::{rds::RdsEndpoints, secrets_manager::Stage};
 use serde::Serialize;
 use serde_json::Value;
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument;
 
 /// Added to the `AWSCURRENT` version's creation date to get the moment the password changed.
@@ -124,16 +121,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
             }
             let started = Instant::now();
             let stand_in = RotationEvent::new(&request.secret_id, "revoke", Step::Set);
-            let cx = Ctx {
-                config: &self.config,
-                secrets: &self.secrets,
-                logins: &self.logins,
-                rds: &self.rds,
-                failpoints: &self.failpoints,
-                event: &stand_in,
-                deadline: Instant::now() + budget,
-                progress: Mutex::new("start"),
-            };
+            let cx = self.ctx(&stand_in, budget);
             let result = match tokio::time::timeout(budget, cx.revoke(request.grace)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {

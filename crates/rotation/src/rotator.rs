@@ -148,8 +148,10 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
         }
     }
 
-    async fn run(&self, event: &RotationEvent, budget: Duration) -> Result<Outcome, Error> {
-        let cx = Ctx {
+    /// The context every event runs in: this function's clients and settings, `event`, and a
+    /// deadline `budget` from now.
+    pub(crate) fn ctx<'a>(&'a self, event: &'a RotationEvent, budget: Duration) -> Ctx<'a, S, L, R> {
+        Ctx {
             config: &self.config,
             secrets: &self.secrets,
             logins: &self.logins,
@@ -158,7 +160,11 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
             event,
             deadline: Instant::now() + budget,
             progress: Mutex::new("start"),
-        };
+        }
+    }
+
+    async fn run(&self, event: &RotationEvent, budget: Duration) -> Result<Outcome, Error> {
+        let cx = self.ctx(event, budget);
         match tokio::time::timeout(budget, cx.run()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {

@@ -39,14 +39,10 @@ use crate::{
     db::Logins,
     event::{RotationEvent, Step},
     secrets::SecretsApi,
-    steps::Ctx,
 };
 use db_credentials::rds::RdsEndpoints;
 use serde_json::Value;
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument;
 
 /// Kept back from the invocation's budget for answering CloudFormation: the PUT and up to two
@@ -167,16 +163,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
         // The rotation plumbing (reading versions, endpoints, TLS, the master's session) is keyed
         // by a rotation event; only its SecretId is used on this path.
         let stand_in = RotationEvent::new(&properties.secret_id, &envelope.request_id, Step::Set);
-        let cx = Ctx {
-            config: &self.config,
-            secrets: &self.secrets,
-            logins: &self.logins,
-            rds: &self.rds,
-            failpoints: &self.failpoints,
-            event: &stand_in,
-            deadline: Instant::now() + budget,
-            progress: Mutex::new("start"),
-        };
+        let cx = self.ctx(&stand_in, budget);
         match tokio::time::timeout(budget, cx.ensure_app_role(&properties.secret_id)).await {
             Ok(Ok(report)) => (Status::Success, report.reason, report.role),
             // A failed Update keeps the resource's id, so CloudFormation rolls back to it.

@@ -12,7 +12,6 @@ use crate::{
     db::Logins,
     event::{self, EventError, RotationEvent, Step},
     secrets::SecretsApi,
-    steps::Ctx,
     strategy::Strategy,
 };
 use db_credentials::rds::RdsEndpoints;
@@ -171,16 +170,7 @@ impl<S: SecretsApi, L: Logins, R: RdsEndpoints> Rotator<S, L, R> {
         async {
             let started = Instant::now();
             let stand_in = RotationEvent::new(&request.secret_id, "preflight", Step::Set);
-            let cx = Ctx {
-                config: &self.config,
-                secrets: &self.secrets,
-                logins: &self.logins,
-                rds: &self.rds,
-                failpoints: &self.failpoints,
-                event: &stand_in,
-                deadline: Instant::now() + budget,
-                progress: Mutex::new("start"),
-            };
+            let cx = self.ctx(&stand_in, budget);
             let checks = Checks(Mutex::new(Vec::new()));
             let stopped = match tokio::time::timeout(budget, cx.preflight(&checks)).await {
                 Ok(Ok(())) => None,
