@@ -3,15 +3,14 @@
 use crate::{
     db::{ConnectionPool, PoolSettings, Retry, RetryPolicy},
     health,
-    item::ItemInput,
-    json_response,
+    item::{ItemInput, Page},
     problem::ApiError,
     routes::{self, Route, truncate},
+    typed_json_response,
 };
 use db_credentials::Database;
 use http::{HeaderValue, Response, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, request::RequestContext};
-use serde_json::json;
 use std::time::Instant;
 
 /// Largest accepted request body.
@@ -165,10 +164,14 @@ impl App {
                     )
                     .await
                     .map_err(ApiError::from_db)?;
-                Ok(json_response(
+                typed_json_response(
                     StatusCode::OK,
-                    &json!({"items": items, "limit": limit, "offset": offset}),
-                ))
+                    &Page {
+                        items: &items,
+                        limit,
+                        offset,
+                    },
+                )
             }
             Route::CreateItem => {
                 let input = body(req)?;
@@ -178,7 +181,7 @@ impl App {
                     .run(Retry::Never, |live| async move { live.store.create(input).await })
                     .await
                     .map_err(ApiError::from_db)?;
-                let mut response = json_response(StatusCode::CREATED, &json!(item));
+                let mut response = typed_json_response(StatusCode::CREATED, &item)?;
                 if let Ok(location) = HeaderValue::from_str(&format!("{prefix}/items/{}", item.id)) {
                     response.headers_mut().insert(header::LOCATION, location);
                 }
@@ -190,8 +193,10 @@ impl App {
                     .run(Retry::Idempotent, |live| async move { live.store.get(id).await })
                     .await
                     .map_err(ApiError::from_db)?;
-                item.map(|i| json_response(StatusCode::OK, &json!(i)))
-                    .ok_or_else(|| not_found(id))
+                match item {
+                    Some(i) => typed_json_response(StatusCode::OK, &i),
+                    None => Err(not_found(id)),
+                }
             }
             Route::ReplaceItem(id) => {
                 let input = body(req)?;
@@ -204,8 +209,10 @@ impl App {
                     )
                     .await
                     .map_err(ApiError::from_db)?;
-                item.map(|i| json_response(StatusCode::OK, &json!(i)))
-                    .ok_or_else(|| not_found(id))
+                match item {
+                    Some(i) => typed_json_response(StatusCode::OK, &i),
+                    None => Err(not_found(id)),
+                }
             }
             Route::DeleteItem(id) => {
                 let done = self

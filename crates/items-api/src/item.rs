@@ -26,6 +26,17 @@ pub struct Item {
     pub updated_at: OffsetDateTime,
 }
 
+/// The body of `GET /items`: a page, with the paging it was asked for.
+#[derive(Debug, Serialize)]
+pub struct Page<'a> {
+    /// The items, by id.
+    pub items: &'a [Item],
+    /// Largest number of items asked for.
+    pub limit: i64,
+    /// Items skipped before the first.
+    pub offset: i64,
+}
+
 /// The body of POST and PUT. Unknown fields are refused (a typo must not be silently dropped);
 /// the read-only fields of [`Item`] are accepted and ignored, so a client can send back what it read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -216,3 +216,49 @@ async fn database_down_is_503_with_retry_after_and_no_internal_names() {
         "wrong password",
     );
 }
+
+/// A row the API cannot write as JSON (a timestamp before the year 0, stored BC by someone with
+/// access to the table) answers 500 naming the request id, on the list and on the item, and the
+/// other rows stay readable. The handler built a `serde_json::Value` with `json!`, which unwraps
+/// the conversion: the invocation panicked.
+#[tokio::test]
+async fn a_row_without_a_json_form_is_a_500_with_the_request_id_not_a_panic() {
+    let f = fixture("bcrow", &[]).await;
+    let mut ids = Vec::new();
+    for body in [r#"{"name":"good"}"#, r#"{"name":"ancient"}"#] {
+        let resp = f
+            .app
+            .handle(request(Flavor::HttpV2, &Req::new("POST", "/items").json(body), "err-1"))
+            .await;
+        ids.push(body_json(&resp)["id"].as_i64().unwrap());
+    }
+    let (good, bc) = (ids[0], ids[1]);
+    devstack::Stack::shared()
+        .postgres
+        .admin_on(&f.db.dbname)
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE items SET created_at = '0044-03-15 12:00:00+00 BC' WHERE id = $1",
+            &[&bc],
+        )
+        .await
+        .unwrap();
+    for path in [format!("/items/{bc}"), "/items".to_owned()] {
+        let resp = f
+            .app
+            .handle(request(Flavor::HttpV2, &Req::new("GET", &path), "err-1"))
+            .await;
+        check_problem(&resp, StatusCode::INTERNAL_SERVER_ERROR, "err-1", &path);
+    }
+    let resp = f
+        .app
+        .handle(request(
+            Flavor::HttpV2,
+            &Req::new("GET", &format!("/items/{good}")),
+            "err-1",
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_json(&resp)["name"], "good");
+}
