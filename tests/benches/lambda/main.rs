@@ -378,6 +378,9 @@ async fn run(started: Instant) -> Result<()> {
     say("warm requests in process (handler against the SQL)");
     let warm = warm::measure(&app, &direct, setup.get_id, sizes.warm_samples).await?;
 
+    say("what the pool adds to a request");
+    let checkout = scale::checkout(&app, sizes.warm_samples * 10).await?;
+
     say("concurrency in process");
     let mut concurrency_in_process = Vec::new();
     for n in &sizes.concurrency_levels {
@@ -457,6 +460,7 @@ async fn run(started: Instant) -> Result<()> {
         rotations,
         costs,
         timeline,
+        checkout,
         pool,
         init,
         warm_floor,

@@ -1,4 +1,5 @@
-//! Issue 13's figures, each a ratio within this run: the pool of one environment serving 16
+//! Issue 13's figures, each a ratio within this run: what taking a pooled connection costs a
+//! request, the pool of one environment serving 16
 //! invocations at once against a database made slow on purpose, eager against lazy init to the
 //! first answer, and the warm path through the Runtime API against a function that answers the
 //! same body from memory.
@@ -10,6 +11,7 @@ use crate::{
     stats::Samples,
     warm::Direct,
 };
+use items_api::{App, db::Retry};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -21,6 +23,40 @@ pub const CONCURRENT: usize = 16;
 
 /// What the policy's function sleeps per row, in seconds (`pg_sleep`'s argument).
 pub const SLEEP_SECS: f64 = 0.02;
+
+/// What the pool adds to every request, in process and without SQL.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    /// `ConnectionPool::acquire` then `release` of the one warm connection.
+    pub lease: Samples,
+    /// `ConnectionPool::run` around an operation that sends nothing: the lease, the statement
+    /// timeout and the retry loop's bookkeeping.
+    pub run: Samples,
+}
+
+/// Measures [`Checkout`] on `app`'s pool (warm: the handler has served requests).
+///
+/// # Errors
+/// When no connection can be had.
+pub async fn checkout(app: &App, samples: usize) -> Result<Checkout> {
+    let db = app.db();
+    let mut lease = Vec::with_capacity(samples);
+    let mut run = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let l = db.acquire(None).await?;
+        db.release(l);
+        lease.push(started.elapsed());
+        let started = Instant::now();
+        db.run(Retry::Idempotent, |_| async { Ok::<_, tokio_postgres::Error>(()) })
+            .await?;
+        run.push(started.elapsed());
+    }
+    Ok(Checkout {
+        lease: Samples::new(lease),
+        run: Samples::new(run),
+    })
+}
 
 /// One pool size under [`CONCURRENT`] clients.
 #[derive(Debug, Clone)]
