@@ -34,7 +34,12 @@ use serde::Serialize;
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    with_json_body(status, value.to_string())
+    let mut response = Response::new(Body::Text(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// A JSON response from a typed value (an item, a page), through a `serde_json::Value`.
@@ -56,15 +61,6 @@ pub fn typed_json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T)
             Err(ApiError::Internal)
         }
     }
-}
-
-fn with_json_body(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(Body::Text(text));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 #[cfg(test)]
